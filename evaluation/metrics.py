@@ -39,7 +39,7 @@ def compute_metrics(judgements: Sequence[Judgement], samples: Sequence[Sample], 
     if task not in (MULTIPLE_CHOICE, YES_NO):
         raise ValueError(f"unknown task {task!r}; expected {MULTIPLE_CHOICE!r} or {YES_NO!r}")
 
-    correct = [judgement.correct for judgement in judgements]
+    correct = [bool(judgement.correct) for judgement in judgements]
     metrics = {
         "accuracy": _mean(correct),
         "n": len(samples),
