@@ -50,11 +50,11 @@ class LoadedDataset(SpatialDataset):
         return self._samples[i]
 
 
-def _annotation_path(spec: DatasetSpec, root: Path, vsr_split: str) -> Path:
+def _annotation_path(spec: DatasetSpec, root: Path, vsr_split: str, synthetic: Optional[dict]) -> Path:
     if spec.synthetic:
         # Imported lazily: the generator (and its drawing code) is only needed for the synthetic datasets.
         from dataset_zoo.synthetic import ensure_synthetic_controlled
-        return Path(ensure_synthetic_controlled(root, spec.variant))
+        return Path(ensure_synthetic_controlled(root, spec.variant, **(synthetic or {})))
     relative = vsr_annotation(spec, vsr_split) if spec.family == VSR else spec.annotation
     path = root / relative
     if spec.name == "VSR" and vsr_split == "test" and not path.is_file() and (root / "test.jsonl").is_file():
@@ -79,7 +79,7 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
                 download: bool = False, seed: int = 1, prompt_dir: Optional[Path | str] = None, *,
                 prompt_variant: str = "default", vsr_split: str = "test", vsr_paper_resize: bool = False,
                 check_images: bool = True, template_file: Optional[Path | str] = None,
-                download_mirror: Optional[str] = None) -> LoadedDataset:
+                download_mirror: Optional[str] = None, synthetic: Optional[dict] = None) -> LoadedDataset:
     """Load a benchmark as a sized, indexable dataset of `Sample`s.
 
     root: the data root (layout in docs/data.md). split: "val" | "test" | "all"; None (default) means
@@ -92,6 +92,8 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
         images to 2300x4096 as the original did. check_images: fail early, naming the missing files, when
         images of the selected split are absent. template_file: another prompt template file.
         download / download_mirror: fetch missing files (see dataset_zoo.download).
+        synthetic: keyword arguments for `ensure_synthetic_controlled` (seed, n_pairs, size) of the
+        Synthetic_* sets; the set is regenerated when they differ from the files on disk.
     """
     spec = get_spec(name)
     root = Path(root)
@@ -99,7 +101,7 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
     option = resolve_option(spec, option)
     if download and not spec.synthetic:
         _download.fetch_annotations(spec, root, vsr_split, mirror=download_mirror)
-    path = _annotation_path(spec, root, vsr_split)
+    path = _annotation_path(spec, root, vsr_split, synthetic)
     _download.require_annotation(spec, path, vsr_split)
     templates = load_templates(template_file)
     if spec.family == VSR:
