@@ -267,7 +267,8 @@ def _shape_layer(shape: PlacedShape, size: int) -> Image.Image:
 
 
 def draw_scene(plan: ScenePlan, *, texture: bool = True) -> tuple[Image.Image, dict[str, Box]]:
-    """Composite the planned shapes over the background; return the RGB image and each shape's box."""
+    """Composite the planned shapes over the background; return the RGB image and each shape's box
+    (a plan with a layer removed draws the scene without that shape, which the tests use)."""
     canvas = _background(plan, texture).convert("RGBA")
     boxes: dict[str, Box] = {}
     for role, shape in plan.layers:
@@ -277,7 +278,7 @@ def draw_scene(plan: ScenePlan, *, texture: bool = True) -> tuple[Image.Image, d
             raise ValueError(f"{shape.spec.name} was planned outside the image: {shape.frame}")
         boxes[role] = tuple(int(c) for c in box)
         canvas.alpha_composite(layer)
-    return canvas.convert("RGB"), {"object": boxes["object"], "anchor": boxes["anchor"]}
+    return canvas.convert("RGB"), {role: boxes[role] for role in ("object", "anchor") if role in boxes}
 
 
 def render_scene(obj: str, relation: str, anchor: str, rng: random.Random, *, variant: str = "A",
