@@ -1,0 +1,126 @@
+"""The pieces of the evaluation workflow that need no model: configs, run names, records, shards, rounds."""
+import json
+from pathlib import Path
+
+import pytest
+
+from common.errors import ToolkitError
+from runner.config import MethodSpec, RunConfig, expand_methods, parse_list, run_name, validate
+from runner.evaluate import plan_alpha_rounds
+from runner.records import RunFolder, append_summary_row, read_records
+from runner.shards import Shard, merge_parts
+
+
+def test_parse_list_reads_commas_and_rejects_garbage():
+    assert parse_list("0.5, 0.8,1.2") == (0.5, 0.8, 1.2)
+    assert parse_list("") == ()
+    with pytest.raises(ToolkitError, match="comma-separated"):
+        parse_list("0.5;0.8")
+
+
+def test_expand_methods_uses_the_papers_settings_when_flags_are_missing():
+    specs = expand_methods(RunConfig(dataset="Controlled_Images_B", method=("base", "scaling_vis", "adapt_vis")))
+    assert specs == [MethodSpec("base"), MethodSpec("scaling_vis", weight=0.8),
+                     MethodSpec("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.35)]
+
+
+def test_expand_methods_builds_the_full_grid_without_duplicates():
+    config = RunConfig(method=("adapt_vis", "adapt_vis"), weight1=(0.5, 0.8), weight2=(1.2, 1.5, 2.0),
+                       threshold=(0.2, 0.3))
+    specs = expand_methods(config)
+    assert len(specs) == 12 and len(set(specs)) == 12
+    assert {s.method for s in specs} == {"adapt_vis"}
+
+
+def test_weight1_above_weight2_warns(caplog):
+    expand_methods(RunConfig(method=("adapt_vis",), weight1=(1.5,), weight2=(0.5,), threshold=(0.3,)))
+    assert "weight1 1.5 > weight2 0.5" in caplog.text
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"threshold": (1.2,)}, "outside \\[0, 1\\]"),
+    ({"weight": (-0.5,)}, "negative"),
+    ({"weight1": (-1.0,)}, "negative"),
+    ({"method": ("dola",)}, "unknown --method 'dola'; choose one of: base, scaling_vis, adapt_vis"),
+    ({"option": "three"}, "unknown --option"),
+    ({"split": "train"}, "unknown --split"),
+    ({"batch_size": 0}, "--batch-size must be >= 1"),
+    ({"limit": 0}, "--limit must be >= 1"),
+])
+def test_validate_rejects_bad_settings(changes, message):
+    with pytest.raises(ToolkitError, match=message):
+        validate(RunConfig(**changes))
+
+
+def test_run_names_separate_every_result_affecting_setting():
+    base = RunConfig(dataset="Controlled_Images_A", model_name="llava1.5")
+    spec = MethodSpec("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.4)
+    name = run_name(base, spec, "four", "test")
+    assert name.startswith("Controlled_Images_A__llava1.5__adapt_vis_w1-0.5_w2-1.5_t-0.4__four__test__strict__seed1__")
+    variants = [RunConfig(dataset="Controlled_Images_A", model_name="llava1.5", **change) for change in
+                ({"max_new_tokens": 100}, {"scope": "all"}, {"prompt_format": "paper"}, {"limit": 5},
+                 {"match": "paper"}, {"seed": 2})]
+    names = {run_name(v, spec, "four", "test") for v in variants}
+    assert name not in names and len(names) == len(variants)
+    assert run_name(RunConfig(dataset="Controlled_Images_A", model_name="llava1.5", batch_size=8), spec,
+                    "four", "test") == name
+
+
+def test_plan_alpha_rounds_covers_every_pair_in_the_fewest_calls():
+    needed = [[1.0, 0.5, 1.5], [1.0, 1.5, 1.5], [1.0]]
+    rounds = plan_alpha_rounds(needed)
+    assert len(rounds) == 3
+    for row, alphas in enumerate(needed):
+        assert set(alphas) <= {r[row] for r in rounds}
+    assert plan_alpha_rounds([[0.5], [1.5]]) == [[0.5, 1.5]]
+
+
+def test_torn_last_line_is_repaired_and_never_duplicated(tmp_path):
+    folder = RunFolder(tmp_path / "run")
+    folder.append([{"id": "a", "index": 0}, {"id": "b", "index": 1}])
+    with open(folder.samples_path, "a") as handle:
+        handle.write('{"id": "c", "ind')  # what kill -9 in the middle of a write leaves
+    with pytest.raises(ToolkitError, match="incomplete"):
+        read_records(folder.samples_path)
+    assert [r["id"] for r in folder.completed_records()] == ["a", "b"]
+    folder.append([{"id": "c", "index": 2}])
+    assert [r["id"] for r in read_records(folder.samples_path)] == ["a", "b", "c"]
+
+
+def test_a_corrupt_line_in_the_middle_is_reported_not_dropped(tmp_path):
+    path = tmp_path / "samples.jsonl"
+    path.write_text('{"id": "a"}\nnot json\n{"id": "b"}\n')
+    with pytest.raises(ToolkitError, match="line 2 is not valid JSON"):
+        read_records(path, repair=True)
+
+
+def test_merge_parts_orders_by_dataset_and_removes_parts(tmp_path):
+    order = {"s0": 0, "s1": 1, "s2": 2, "s3": 3}
+    for rank, ids in ((0, ["s0", "s2"]), (1, ["s1", "s3"])):
+        RunFolder(tmp_path, Shard(rank, 2).samples_name).append([{"id": i} for i in ids])
+    merged = merge_parts(tmp_path, order)
+    assert [r["id"] for r in merged] == ["s0", "s1", "s2", "s3"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.jsonl"]
+    assert [r["id"] for r in read_records(tmp_path / "samples.jsonl")] == ["s0", "s1", "s2", "s3"]
+
+
+def test_shards_partition_the_positions():
+    shards = [Shard(rank, 3) for rank in range(3)]
+    owners = [[s.rank for s in shards if s.owns(position)] for position in range(10)]
+    assert all(len(o) == 1 for o in owners)
+
+
+def test_summary_csv_gets_one_header_and_a_row_per_run(tmp_path):
+    append_summary_row(tmp_path, {"run": "r1", "dataset": "A", "weight": 0.8}, {"accuracy": 0.5})
+    append_summary_row(tmp_path, {"run": "r2", "dataset": "B"}, {"accuracy": 0.25, "f1": 0.1})
+    lines = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("run,dataset,model,method,weight")
+    assert lines[1].startswith("r1,A,,,0.8")
+
+
+def test_unwritable_output_directory_is_a_clear_error(tmp_path):
+    from runner.records import ensure_writable
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ToolkitError, match="cannot write to output directory"):
+        ensure_writable(blocker / "sub")
