@@ -45,7 +45,7 @@ __all__ = ["render_scene", "sample_scene", "plan_scene", "write_controlled_datas
 logger = logging.getLogger(__name__)
 
 # Bump when the drawing or layout changes: datasets on disk made by an older version are regenerated.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # 100 pairs = 400 images, the size of the real Controlled sets (412 / 408); about 1 s to generate.
 DEFAULT_N_PAIRS = 100
 DATASET_VARIANTS = {"Synthetic_Controlled_A": "A", "Synthetic_Controlled_B": "B"}

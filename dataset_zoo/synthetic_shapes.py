@@ -241,9 +241,11 @@ def _stool(d, f, p):
 
 
 def _bench(d, f, p):
-    _legs(d, f, p, 0.15, (0.06, 0.86), 0.08)
-    d.rectangle(f.box(0, 0, 1, 0.18), fill=p.main)
-    d.rectangle(f.box(0.15, 0.18, 0.85, 0.26), fill=p.dark)
+    for x in (0.04, 0.82):   # trestle legs, wider at the foot: reads as a bench, not a table
+        d.polygon(f.poly([(x + 0.04, 0.15), (x + 0.1, 0.15), (x + 0.14, 1), (x, 1)]), fill=p.dark)
+    d.rectangle(f.box(0, 0, 1, 0.2), fill=p.main)
+    for y in (0.05, 0.12):
+        d.rectangle(f.box(0, y, 1, y + 0.03), fill=p.light)
 
 
 def _shelf(d, f, p):
@@ -260,7 +262,7 @@ ANCHORS_A: dict[str, ShapeSpec] = {s.name: s for s in (
     ShapeSpec("side-table", 0.3, 0.38, _side_table, surface=(0.0, 1.0, 0.0), clearance=(0.2, 0.27, 0.8, 1.0)),
     ShapeSpec("chair", 0.34, 0.5, _chair, surface=(0.14, 1.0, 0.42), clearance=(0.12, 0.54, 0.88, 1.0)),
     ShapeSpec("stool", 0.3, 0.4, _stool, surface=(0.0, 1.0, 0.0), clearance=(0.22, 0.14, 0.78, 1.0)),
-    ShapeSpec("bench", 0.5, 0.24, _bench, surface=(0.0, 1.0, 0.0), clearance=(0.14, 0.26, 0.86, 1.0)),
+    ShapeSpec("bench", 0.54, 0.22, _bench, surface=(0.0, 1.0, 0.0), clearance=(0.18, 0.2, 0.82, 1.0)),
     ShapeSpec("shelf", 0.36, 0.56, _shelf, surface=(0.0, 1.0, 0.0), clearance=(0.1, 0.43, 0.9, 1.0)),
 )}
 
