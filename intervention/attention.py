@@ -1,0 +1,124 @@
+"""The ScalingVis attention function, registered with transformers under one name.
+
+What it computes (paper §4; original code `modeling_llama_add_attn.py` L257-L302, original_adaptvis.md
+§1.4): in every targeted language-model layer and head, the pre-softmax logits `QK^T * scaling` of the
+targeted query rows toward image-token keys are multiplied by alpha, BEFORE the additive
+causal/padding mask is applied (scaling after the mask would un-mask masked keys for alpha <= 0), then
+fp32 softmax, then `@ V`.
+
+How (variant "R" of transformers_attention.md §4): the whole call runs through stock
+`sdpa_attention_forward`; then only the targeted rows of the rows whose alpha != 1 are recomputed
+exactly with explicit eager arithmetic and written over the SDPA output. Calls with nothing to target
+are therefore the stock SDPA call, bit for bit, and no full attention matrix is built. Only when the
+caller asks for attention weights does the function compute the full eager matrix (with the same
+scaling) so it can return them.
+
+The function is registered in both `AttentionInterface` and `AttentionMaskInterface` (with `sdpa_mask`):
+registered only in the former, transformers would hand it `attention_mask=None` and padding would be
+silently lost (transformers_attention.md §1.1, pitfall 1).
+"""
+from __future__ import annotations
+
+import torch
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import sdpa_mask
+
+from common.errors import ToolkitError
+from intervention import state as state_module
+
+ATTENTION_NAME = "scaling_vis"
+
+
+def scaling_vis_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                          scaling: float | None = None, **kwargs):
+    """Drop-in for `sdpa_attention_forward`: (B, H, q, D) query, (B, H_kv, k, D) key/value -> (B, q, H, D)."""
+    active = state_module.state_for(module)
+    wants_weights = bool(kwargs.get("output_attentions")) or state_module.attention_weights_requested()
+    if active is None:  # not a targeted language-model attention (vision tower, or outside a context)
+        if wants_weights:
+            return _eager(module, query, key, value, attention_mask, dropout, scaling, factors=None)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    _refuse_sliding_window(module, kwargs)
+    plan = active.plan(module, query.shape[0], query.shape[2], key.shape[2], query.device)
+    if wants_weights:
+        return _eager(module, query, key, value, attention_mask, dropout, scaling, factors=plan)
+    out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                          scaling=scaling, **kwargs)
+    if plan is not None:
+        _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, plan)
+    return out, weights
+
+
+def _refuse_sliding_window(module, kwargs) -> None:
+    # A sliding-window cache returns only the window's keys, so key index != absolute position and the
+    # targeted row / image columns would be wrong (transformers_attention.md pitfall 6).
+    if kwargs.get("sliding_window") is not None or getattr(module, "sliding_window", None) is not None:
+        raise ToolkitError("ScalingVis/AdaptVis do not support models with sliding-window attention layers yet; "
+                           "use a model without sliding windows")
+
+
+def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, plan) -> None:
+    """Recompute the planned (batch rows x query rows) exactly and write them into `out` (B, q, H, D)."""
+    batch, rows = plan.batch_rows, plan.query_rows
+    q = query[batch][:, :, rows]                                          # (b, H, r, D)
+    k = repeat_kv(key[batch], module.num_key_value_groups)                # (b, H, k, D)
+    v = repeat_kv(value[batch], module.num_key_value_groups)
+    logits = torch.matmul(q, k.transpose(2, 3)) * _scale(scaling, query)  # (b, H, r, k)
+    logits = logits * plan.column_factors[:, None, None, :]               # alpha on image keys, pre-mask
+    logits = logits + _additive_mask(attention_mask, batch, rows, plan.row_positions, logits)
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    rows_out = torch.matmul(probs, v).transpose(1, 2)                     # (b, r, H, D)
+    out[batch[:, None], rows[None, :]] = rows_out.to(out.dtype)
+
+
+def _eager(module, query, key, value, attention_mask, dropout, scaling, factors):
+    """Full eager attention returning weights; `factors` (a plan or None) scales its rows like above."""
+    k = repeat_kv(key, module.num_key_value_groups)
+    v = repeat_kv(value, module.num_key_value_groups)
+    logits = torch.matmul(query, k.transpose(2, 3)) * _scale(scaling, query)  # (B, H, q, k)
+    if factors is not None:
+        scale = torch.ones_like(logits[:, :1])                                 # (B, 1, q, k)
+        scale[factors.batch_rows[:, None], :, factors.query_rows[None, :]] = factors.column_factors[:, None, None, :]
+        logits = logits * scale
+    q_len, kv_len = query.shape[2], key.shape[2]
+    all_batch = torch.arange(query.shape[0], device=query.device)
+    all_rows = torch.arange(q_len, device=query.device)
+    positions = kv_len - q_len + all_rows
+    if attention_mask is not None or getattr(module, "is_causal", True):
+        logits = logits + _additive_mask(attention_mask, all_batch, all_rows, positions, logits)
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    return torch.matmul(probs, v).transpose(1, 2).contiguous(), probs
+
+
+def _scale(scaling: float | None, query) -> float:
+    return scaling if scaling is not None else query.shape[-1] ** -0.5
+
+
+def _additive_mask(attention_mask, batch, rows, positions, logits) -> torch.Tensor:
+    """The additive mask of the selected rows, broadcastable to `logits` (b, H, r, k).
+
+    transformers passes a boolean mask (True = attend) from `sdpa_mask`, or None when plain causal
+    attention suffices; a float mask is already additive.
+    """
+    min_value = torch.finfo(logits.dtype).min
+    if attention_mask is None:
+        keys = torch.arange(logits.shape[-1], device=logits.device)
+        allowed = keys[None, :] <= positions[:, None]                           # (r, k)
+        return torch.where(allowed, 0.0, min_value).to(logits.dtype)[None, None]
+    mask = attention_mask.expand(-1, -1, -1, logits.shape[-1]) if attention_mask.shape[-1] == 1 else attention_mask
+    if mask.shape[0] == 1:
+        mask = mask.expand(int(batch.max()) + 1, -1, -1, -1)
+    selected = mask[batch][:, :, rows]                                          # (b, 1|H, r, k)
+    if selected.dtype == torch.bool:
+        return torch.where(selected, 0.0, min_value).to(logits.dtype)
+    return selected.to(logits.dtype)
+
+
+def register() -> None:
+    """Register the function under `ATTENTION_NAME` (idempotent; done on import of `intervention`)."""
+    AttentionInterface.register(ATTENTION_NAME, scaling_vis_attention)
+    AttentionMaskInterface.register(ATTENTION_NAME, sdpa_mask)

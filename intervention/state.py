@@ -1,0 +1,159 @@
+"""Out-of-band state of the active ScalingVis interventions.
+
+transformers gives an attention function no absolute positions and no input ids, and forward kwargs
+cannot carry our state (`generate` rejects unknown kwargs, and Qwen forwards them into the vision tower;
+transformers_attention.md §1.4). So the state lives here, module-level, on a stack of `ScalingState`s
+managed by context managers (nesting works: the innermost state owning a module wins).
+
+A state knows:
+* which attention modules it may touch (ids of the language model's attention modules, with their
+  layer index) - the vision tower is never among them;
+* alpha: a float, or one value per batch row (tensor (B,));
+* the prompt: its length n (padded, left padding) and the image-key mask `input_ids == image_token_id`
+  (B, n). A forward pre-hook on the top-level model captures both at every call that starts a sequence
+  (empty cache). `pin(n, mask)` fixes them instead, for callers that feed the prompt in pieces (issue 5's
+  prefix sharing: run positions [0, n-1) then the last prompt token against a forked cache);
+* which query positions to scale: the last prompt position n-1 (scope "prefill", as the original code)
+  or every position >= n-1 (scope "all": the generated tokens too). A query row's absolute position is
+  kv_len - q_len + i (valid for full-length caches; sliding windows are refused);
+* an optional subset of layers.
+Key positions >= n (generated tokens) are never image keys.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import torch
+
+from common.errors import ToolkitError
+
+SCOPES = ("prefill", "all")
+
+_STACK: list["ScalingState"] = []
+
+
+@dataclass
+class RowPlan:
+    """What one attention call must recompute: rows `query_rows` (call-relative) of batch rows
+    `batch_rows`, at absolute positions `row_positions`, with per-key logit factors (b, kv_len)."""
+
+    batch_rows: torch.Tensor
+    query_rows: torch.Tensor
+    row_positions: torch.Tensor
+    column_factors: torch.Tensor
+
+
+class ScalingState:
+    """The targeting state of one active intervention (see the module docstring)."""
+
+    def __init__(self, module_layers: dict[int, int], image_token_id: int, alpha, scope: str,
+                 layers: Iterable[int] | None):
+        self.module_layers = module_layers
+        self.image_token_id = image_token_id
+        self.scope = scope
+        self.layers = None if layers is None else frozenset(layers)
+        self.prompt_length: int | None = None
+        self.image_mask: torch.Tensor | None = None
+        self.pinned = False
+        self._plans: dict = {}
+        self.set_alpha(alpha)
+
+    def set_alpha(self, alpha: float | Sequence[float] | torch.Tensor) -> None:
+        self.alpha = alpha
+        self._plans.clear()
+
+    def pin(self, prompt_length: int, image_mask: torch.Tensor) -> None:
+        """Fix the prompt (length n, image mask (B, n)) instead of capturing it from the next call."""
+        if image_mask.dim() != 2 or image_mask.shape[1] != prompt_length:
+            raise ValueError(f"image_mask must be (batch, {prompt_length}), got {tuple(image_mask.shape)}")
+        self.prompt_length, self.image_mask = prompt_length, image_mask.bool()
+        self.pinned = True
+        self._plans.clear()
+
+    def unpin(self) -> None:
+        self.pinned = False
+
+    def observe_prompt(self, input_ids: torch.Tensor | None) -> None:
+        """Called at each call that starts a sequence; ignored while pinned."""
+        if self.pinned:
+            return
+        if input_ids is None:
+            raise ToolkitError("ScalingVis needs input_ids to locate image tokens; call the model with input_ids "
+                               "(not inputs_embeds), or pin the prompt explicitly")
+        self.prompt_length = input_ids.shape[1]
+        self.image_mask = input_ids == self.image_token_id
+        self._plans.clear()
+
+    def plan(self, module, batch_size: int, q_len: int, kv_len: int, device) -> RowPlan | None:
+        """The rows to recompute in this call, or None when the call is untouched."""
+        if self.layers is not None and self.module_layers[id(module)] not in self.layers:
+            return None
+        key = (batch_size, q_len, kv_len, str(device))
+        if key not in self._plans:
+            self._plans[key] = self._make_plan(batch_size, q_len, kv_len, device)
+        return self._plans[key]
+
+    def _make_plan(self, batch_size: int, q_len: int, kv_len: int, device) -> RowPlan | None:
+        alpha = self._alpha_vector(batch_size, device)
+        batch_rows = torch.nonzero(alpha != 1.0).flatten()
+        if batch_rows.numel() == 0:
+            return None
+        if self.prompt_length is None or self.image_mask is None:
+            raise ToolkitError("ScalingVis has not seen the prompt: call the top-level model (or generate) with "
+                               "input_ids, or pin the prompt")
+        if self.image_mask.shape[0] != batch_size:
+            raise ToolkitError(f"the prompt had {self.image_mask.shape[0]} rows but attention runs on {batch_size}; "
+                               f"beam search and num_return_sequences > 1 are not supported with ScalingVis")
+        positions = torch.arange(kv_len - q_len, kv_len, device=device)
+        first = self.prompt_length - 1
+        targeted = positions == first if self.scope == "prefill" else positions >= first
+        query_rows = torch.nonzero(targeted).flatten()
+        if query_rows.numel() == 0:
+            return None
+        return RowPlan(batch_rows, query_rows, positions[query_rows],
+                       self._column_factors(alpha, batch_rows, kv_len, device))
+
+    def _alpha_vector(self, batch_size: int, device) -> torch.Tensor:
+        alpha = torch.as_tensor(self.alpha, dtype=torch.float32, device=device).flatten()
+        if alpha.numel() == 1:
+            return alpha.expand(batch_size)
+        if alpha.numel() != batch_size:
+            raise ToolkitError(f"alpha has {alpha.numel()} values but the batch has {batch_size} rows; give one "
+                               f"alpha or one per row")
+        return alpha
+
+    def _column_factors(self, alpha, batch_rows, kv_len: int, device) -> torch.Tensor:
+        image = torch.zeros(len(batch_rows), kv_len, dtype=torch.bool, device=device)
+        width = min(self.prompt_length, kv_len)
+        image[:, :width] = self.image_mask[batch_rows.to(self.image_mask.device), :width].to(device)
+        return torch.where(image, alpha[batch_rows, None], torch.ones((), device=device))
+
+
+def push(state: ScalingState) -> None:
+    _STACK.append(state)
+
+
+def remove(state: ScalingState) -> None:
+    """Remove `state` from the stack (wherever it is, so out-of-order exits cannot corrupt it)."""
+    for i in range(len(_STACK) - 1, -1, -1):
+        if _STACK[i] is state:
+            del _STACK[i]
+            return
+
+
+def state_for(module) -> ScalingState | None:
+    """The innermost active state that owns `module` (None for vision modules and when inactive)."""
+    for state in reversed(_STACK):
+        if id(module) in state.module_layers:
+            return state
+    return None
+
+
+
+def attention_weights_requested() -> bool:
+    """Whether the running forward collects attention weights (output_attentions=True)."""
+    from transformers.utils import output_capturing
+
+    collector = output_capturing._active_collector.get()
+    return bool(collector) and "attentions" in collector

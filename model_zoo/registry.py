@@ -1,0 +1,109 @@
+"""Supported model families and short model names, kept as data.
+
+A `FamilySpec` holds what the toolkit must know about one architecture (keyed by the checkpoint's
+`config.model_type`); a `ModelEntry` maps a short name to a checkpoint. Adding a checkpoint of a
+supported family is one line in `MODELS` (or a `register_model` call); adding a family is one
+`FamilySpec` here plus its processor handling in `model_zoo.processors`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.errors import ToolkitError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Per-architecture facts.
+
+    model_class: the transformers class loaded for this family.
+    image_token_attr: the config attribute holding the id of the image placeholder token in `input_ids`
+        (the processor expands one placeholder into one id per image feature).
+    chat_style: how the model's own chat template lays out a turn ("llava": "USER: <image>\\n... ASSISTANT:";
+        "qwen": "<|im_start|>user ... <|im_end|>"); informative, prompts always come from the template.
+    paper_prompt: whether prompt_format="paper" (the original code's literal LLaVA-1.5 prompt) applies.
+    rope: "llama" (1-D positions) or "mrope" (Qwen's 3-D multimodal positions, see `get_rope_index`).
+    """
+
+    name: str
+    model_class: str
+    image_token_attr: str
+    chat_style: str
+    paper_prompt: bool
+    rope: str
+
+
+FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
+    FamilySpec("llava", "LlavaForConditionalGeneration", "image_token_id", "llava", True, "llama"),
+    FamilySpec("llava_next", "LlavaNextForConditionalGeneration", "image_token_id", "llava", False, "llama"),
+    FamilySpec("qwen2_vl", "Qwen2VLForConditionalGeneration", "image_token_id", "qwen", False, "mrope"),
+    FamilySpec("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "image_token_id", "qwen", False, "mrope"),
+    FamilySpec("qwen3_vl", "Qwen3VLForConditionalGeneration", "image_token_id", "qwen", False, "mrope"),
+)}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A short name for a checkpoint.
+
+    model_id: a Hugging Face hub id, or a directory; a relative directory is resolved against the
+        repository root (for checkpoints shipped inside the repo).
+    revision: a pinned hub revision used when the caller gives none (None = the hub's default branch).
+    """
+
+    name: str
+    model_id: str
+    family: str
+    revision: str | None = None
+    description: str = ""
+    local: bool = False
+
+    def location(self) -> str:
+        return str(REPO_ROOT / self.model_id) if self.local else self.model_id
+
+
+# The original code pinned llava-hf/llava-1.5-7b-hf to revision "a272c74"; we load the current files by
+# default (the old revision predates the processor that expands <image>), pass revision= to pin.
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, model_id: str, *, family: str, revision: str | None = None,
+                   description: str = "", local: bool = False) -> ModelEntry:
+    """Add (or replace) a short name; `local=True` marks a directory relative to the repository root."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    entry = ModelEntry(name, model_id, family, revision, description, local)
+    MODELS[name] = entry
+    return entry
+
+
+for _row in (
+    ("llava1.5", "llava-hf/llava-1.5-7b-hf", "llava", "LLaVA-1.5 7B, the paper's model"),
+    ("llava1.5-13b", "llava-hf/llava-1.5-13b-hf", "llava", "LLaVA-1.5 13B"),
+    ("llava1.6", "llava-hf/llava-v1.6-vicuna-7b-hf", "llava_next", "LLaVA-1.6 (NeXT) Vicuna 7B, anyres"),
+    ("llava1.6-mistral", "llava-hf/llava-v1.6-mistral-7b-hf", "llava_next", "LLaVA-1.6 (NeXT) Mistral 7B"),
+    ("qwen2-vl", "Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl", "Qwen2-VL 7B Instruct (paper appendix)"),
+    ("qwen2.5-vl", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", "Qwen2.5-VL 7B Instruct"),
+    ("qwen2.5-vl-3b", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_5_vl", "Qwen2.5-VL 3B Instruct"),
+    ("qwen3-vl", "Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", "Qwen3-VL 2B Instruct"),
+    ("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", "Qwen3-VL 8B Instruct"),
+):
+    register_model(_row[0], _row[1], family=_row[2], description=_row[3])
+
+
+def family_spec(model_type: str, source: str) -> FamilySpec:
+    """The spec of a checkpoint's `config.model_type`, or a ToolkitError naming the supported ones."""
+    try:
+        return FAMILIES[model_type]
+    except KeyError:
+        raise ToolkitError(
+            f"{source} is a {model_type!r} model, which the toolkit does not support; supported model types: "
+            f"{', '.join(FAMILIES)}") from None
+
+
+def unknown_model_message(name: str) -> str:
+    return (f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}. A local checkpoint directory "
+            f"or a Hugging Face hub id (org/name) of a supported architecture also works.")
