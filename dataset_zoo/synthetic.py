@@ -30,7 +30,6 @@ import random
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 from common.errors import ToolkitError
 from dataset_zoo.synthetic_scene import (ANCHORS, COLOUR_WORDS, RELATIONS, normalise_variant, plan_scene,
@@ -39,7 +38,7 @@ from dataset_zoo.synthetic_shapes import SMALL_OBJECTS
 
 __all__ = ["render_scene", "sample_scene", "plan_scene", "write_controlled_dataset", "ensure_synthetic_controlled",
            "load_boxes", "annotation_path", "boxes_path", "image_dir", "candidate_pairs", "caption",
-           "file_name", "DATASET_VARIANTS", "DEFAULT_N_PAIRS", "RELATIONS", "ANCHORS", "SMALL_OBJECTS",
+           "file_name", "DEFAULT_N_PAIRS", "RELATIONS", "ANCHORS", "SMALL_OBJECTS",
            "COLOUR_WORDS"]
 
 logger = logging.getLogger(__name__)
@@ -48,7 +47,6 @@ logger = logging.getLogger(__name__)
 GENERATOR_VERSION = 2
 # 100 pairs = 400 images, the size of the real Controlled sets (412 / 408); about 1 s to generate.
 DEFAULT_N_PAIRS = 100
-DATASET_VARIANTS = {"Synthetic_Controlled_A": "A", "Synthetic_Controlled_B": "B"}
 BOX_FORMAT = "pixels (x0, y0, x1, y1), x1/y1 exclusive; amodal (includes hidden parts)"
 
 # relation -> (file-name slot, caption template): the original WhatsUp wording.
@@ -225,8 +223,3 @@ def ensure_synthetic_controlled(root: Path, variant: str, seed: int = 0, n_pairs
         return annotation_path(root, variant)
     logger.info("generating synthetic Controlled-%s (%d pairs, seed %d) under %s", variant, n_pairs, seed, root)
     return write_controlled_dataset(Path(root), variant, n_pairs, seed, size)
-
-
-def variant_of_dataset(name: str) -> Optional[str]:
-    """'A' / 'B' for a synthetic dataset name, None for any other name."""
-    return DATASET_VARIANTS.get(name)

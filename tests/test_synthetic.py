@@ -6,7 +6,6 @@ import dataclasses
 import json
 import random
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
