@@ -18,6 +18,8 @@ from common.errors import ToolkitError
 from dataset_zoo import download as _download
 from dataset_zoo.base import MULTIPLE_CHOICE, YES_NO, Sample, SpatialDataset
 from dataset_zoo.catalog import CONTROLLED, DATASET_NAMES, VSR, DatasetSpec, get_spec, resolve_option, vsr_annotation
+from dataset_zoo.paper_prompts import CONFIGS as PAPER_PROMPT_CONFIGS
+from dataset_zoo.paper_prompts import download_paper_prompts
 from dataset_zoo.prompts import load_templates, paper_prompts_for
 from dataset_zoo.questions import build_samples, template_name
 from dataset_zoo.splits import resolve_split, select
@@ -75,6 +77,14 @@ def _multiple_choice_samples(spec: DatasetSpec, root: Path, path: Path, option: 
     return build_samples(items, spec, templates, option, prompt_variant, rows), prompt_info
 
 
+def _fetch_text_files(spec: DatasetSpec, root: Path, vsr_split: str, option: Optional[str],
+                      prompt_dir: Optional[Path | str], mirror: Optional[str]) -> None:
+    """Annotation file, plus the paper's prompt file when paper-exact prompts are asked for."""
+    _download.fetch_annotations(spec, root, vsr_split, mirror=mirror)
+    if prompt_dir is not None and spec.name in PAPER_PROMPT_CONFIGS and option == spec.paper_option:
+        download_paper_prompts(prompt_dir, spec.name, option, mirror=mirror)
+
+
 def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = None, option: Optional[str] = None,
                 download: bool = False, seed: int = 1, prompt_dir: Optional[Path | str] = None, *,
                 prompt_variant: str = "default", vsr_split: str = "test", vsr_paper_resize: bool = False,
@@ -91,7 +101,8 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
         inverse answer). vsr_split: "train" | "dev" | "test" for the VSR names. vsr_paper_resize: stretch VSR
         images to 2300x4096 as the original did. check_images: fail early, naming the missing files, when
         images of the selected split are absent. template_file: another prompt template file.
-        download / download_mirror: fetch missing files (see dataset_zoo.download).
+        download / download_mirror: fetch missing files (see dataset_zoo.download); with prompt_dir also
+        the paper's prompt file (from AdaptVis/all_datasets, see dataset_zoo.paper_prompts).
         synthetic: keyword arguments for `ensure_synthetic_controlled` (seed, n_pairs, size) of the
         Synthetic_* sets; the set is regenerated when they differ from the files on disk.
     """
@@ -100,7 +111,7 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
     split = resolve_split(split)
     option = resolve_option(spec, option)
     if download and not spec.synthetic:
-        _download.fetch_annotations(spec, root, vsr_split, mirror=download_mirror)
+        _fetch_text_files(spec, root, vsr_split, option, prompt_dir, download_mirror)
     path = _annotation_path(spec, root, vsr_split, synthetic)
     _download.require_annotation(spec, path, vsr_split)
     templates = load_templates(template_file)

@@ -46,7 +46,7 @@ COCO_IMAGES = "http://images.cocodataset.org"
 @dataclass(frozen=True)
 class Remote:
     """A published file. target: what it provides under the data root (a file, or for an archive the
-    folder it extracts to); ref: Drive id, "repo_id/filename" for HF, or URL."""
+    folder it extracts to); ref: Drive id, "owner/repo/path/in/repo" for HF datasets, or URL."""
 
     filename: str
     kind: str
@@ -62,9 +62,15 @@ class Remote:
         if self.kind == GDRIVE:
             return f"Google Drive file {self.filename} (https://drive.google.com/uc?id={self.ref})"
         if self.kind == HF:
-            repo, name = self.ref.rsplit("/", 1)
+            repo, name = split_hf_ref(self.ref)
             return f"https://huggingface.co/datasets/{repo}/resolve/main/{name}"
         return self.ref
+
+
+def split_hf_ref(ref: str) -> tuple[str, str]:
+    """"owner/repo/path/in/repo" -> ("owner/repo", "path/in/repo")."""
+    owner, repo, name = ref.split("/", 2)
+    return f"{owner}/{repo}", name
 
 
 def _drive(filename: str, file_id: str, target: Optional[str] = None) -> Remote:
@@ -139,7 +145,7 @@ def fetch_gdrive(file_id: str, tmp: Path) -> None:
 def fetch_hf(ref: str, tmp: Path) -> None:
     from huggingface_hub import hf_hub_download
 
-    repo, name = ref.rsplit("/", 1)
+    repo, name = split_hf_ref(ref)
     with tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".hf-") as scratch:
         shutil.move(hf_hub_download(repo, name, repo_type="dataset", local_dir=scratch), tmp)
 
@@ -293,3 +299,4 @@ def require_images(spec: DatasetSpec, root: Path, samples: Sequence[Sample]) -> 
         raise ToolkitError(f"{len(missing)} of {len(samples)} images of {spec.name} are missing (e.g. {shown}); "
                            f"download them with --download (download=True) or place them: "
                            f"{_images_hint(spec, root)}")
+

@@ -176,3 +176,67 @@ def test_remote_descriptions():
     assert download.annotation_remote(get_spec("VSR"), "test").kind == HF
     assert download.IMAGE_ARCHIVES["COCO_QA_one_obj"].ref == "http://images.cocodataset.org/zips/val2017.zip"
     assert download.annotation_remote(get_spec("Synthetic_Controlled_A")) is None
+
+
+# ------------------------------------------------------------------ paper prompts and the fetch command
+
+def _fake_parquet_mirror(tmp_path, dataset):
+    from dataset_zoo.paper_prompts import prompt_remote
+
+    mirror = tmp_path / "prompt-mirror"
+    parquet = mirror / prompt_remote(dataset).mirror_path
+    parquet.parent.mkdir(parents=True)
+    parquet.write_bytes(b"PAR1 fake")
+    return mirror
+
+
+def test_paper_prompts_from_all_datasets_become_the_jsonl_file(root, tmp_path, monkeypatch):
+    from dataset_zoo import paper_prompts
+    from tests.fixtures_data import paper_prompt_rows, write_controlled_fixture
+
+    write_controlled_fixture(root, "A")
+    mirror = _fake_parquet_mirror(tmp_path, "Controlled_Images_A")
+    rows = paper_prompt_rows("Controlled_Images_A")
+    monkeypatch.setattr(paper_prompts, "read_parquet_rows", lambda path: [dict(r) for r in rows])
+    ds = get_dataset("Controlled_Images_A", root=root, prompt_dir=tmp_path / "prompts", download=True,
+                     download_mirror=str(mirror))
+    assert (tmp_path / "prompts" / "Controlled_Images_A_with_answer_four_options.jsonl").is_file()
+    assert [s.paper_prompt for s in ds] == [r["question"] for r in rows]
+    assert ds.prompt_info["source"] == "paper_file"
+
+
+def test_paper_prompts_with_unexpected_columns(tmp_path, monkeypatch):
+    from dataset_zoo import paper_prompts
+
+    mirror = _fake_parquet_mirror(tmp_path, "VG_QA_two_obj")
+    monkeypatch.setattr(paper_prompts, "read_parquet_rows", lambda path: [{"text": "x", "label": 1}])
+    with pytest.raises(ToolkitError, match="expected columns question and answer, found text, label"):
+        paper_prompts.download_paper_prompts(tmp_path / "prompts", "VG_QA_two_obj", mirror=str(mirror))
+    assert not (tmp_path / "prompts" / "VG_QA_two_obj_with_answer_six_options.jsonl").exists()
+
+
+def test_paper_prompts_need_pyarrow(tmp_path, monkeypatch):
+    import builtins
+
+    from dataset_zoo import paper_prompts
+
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name.startswith("pyarrow"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    with pytest.raises(ToolkitError, match="pip install pyarrow"):
+        paper_prompts.read_parquet_rows(tmp_path / "x.parquet")
+
+
+def test_fetch_command(root, tmp_path, caplog):
+    from dataset_zoo.fetch import main
+
+    mirror = write_download_mirror(tmp_path / "mirror", "COCO_QA_one_obj")
+    assert main(["COCO_QA_one_obj", "--root", str(root), "--mirror", str(mirror)]) == 0
+    assert len(list((root / "val2017").iterdir())) == 4
+    assert main(["VG_QA_one_obj", "--root", str(root), "--mirror", str(mirror)]) == 2
+    assert "vg_qa_one_obj.json" in caplog.text
