@@ -1,0 +1,190 @@
+"""Finished run folders as small typed records, shared by the report and the hyper-parameter selection.
+
+    from evaluation.runs import load_runs
+    runs = load_runs("output")            # every folder with config.json + results.json
+    runs[0].dataset, runs[0].method, runs[0].hyperparameters, runs[0].metric("accuracy")
+
+A run folder is finished when its `results.json` exists (main_aro.py writes it last, atomically);
+folders without it are still running or were interrupted, and are skipped with a logged note.
+
+A config.json or results.json that is not valid JSON raises `ToolkitError` naming the file instead
+of being skipped: both files are written through a temporary file and a rename, so a broken one was
+damaged from outside, and silently dropping it would turn a result into a "–" cell or, worse, let
+the val selection pick the second-best configuration without anyone noticing.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from common.errors import ToolkitError
+from dataset_zoo.catalog import VSR, get_spec
+from runner.records import CONFIG_FILE, RESULTS_FILE
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("base", "scaling_vis", "adapt_vis")
+METHOD_NAMES = {"base": "Baseline", "scaling_vis": "ScalingVis", "adapt_vis": "AdaptVis"}
+HYPERPARAMETERS = {"base": (), "scaling_vis": ("weight",), "adapt_vis": ("weight1", "weight2", "threshold")}
+
+# Settings besides the method's hyper-parameters that change results. Two runs are comparable (the same
+# baseline, candidates of one selection) only when all of these agree; main_aro.py's flag names.
+SETTINGS = ("option", "match", "seed", "scope", "prompt_format", "max_new_tokens", "limit", "dtype",
+            "revision", "prompt_dir", "no_round_confidence")
+REQUIRED_CONFIG_KEYS = ("dataset", "model", "method", "split")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One finished run: who it is (dataset, model, method, hyper-parameters, split, settings) and its metrics.
+
+    settings: (name, value) pairs of `SETTINGS`, hashable so that records group by them; `option`
+        is the option count actually used (the dataset's paper default when the config says null).
+    config / results: the raw JSON of config.json and results.json.
+    """
+
+    path: Path
+    dataset: str
+    model: str
+    method: str
+    split: str
+    weight: Optional[float]
+    weight1: Optional[float]
+    weight2: Optional[float]
+    threshold: Optional[float]
+    settings: tuple[tuple[str, Any], ...]
+    finished_at: Optional[str]
+    config: dict = field(compare=False, repr=False)
+    results: dict = field(compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def option(self) -> Optional[str]:
+        return self.setting("option")
+
+    def setting(self, name: str) -> Any:
+        return dict(self.settings).get(name)
+
+    @property
+    def hyperparameters(self) -> dict[str, float]:
+        """The hyper-parameters of this run's method under their flag names, e.g. {"weight": 0.8}."""
+        return {flag: getattr(self, flag) for flag in HYPERPARAMETERS.get(self.method, ())}
+
+    @property
+    def configuration(self) -> tuple:
+        """What makes two runs "the same configuration": everything but bookkeeping."""
+        return (self.dataset, self.model, self.split, self.settings, self.method,
+                tuple(self.hyperparameters.items()))
+
+    def metric(self, name: str) -> Optional[float]:
+        """A metric of results.json as a fraction (or count), None when absent or null."""
+        value = self.results.get(name)
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def load_runs(root: str | Path) -> list[RunRecord]:
+    """Every finished run directly under `root`, in folder-name order.
+
+    Raises ToolkitError when the root is missing or holds no finished run, and when a run's JSON is
+    broken (naming the file).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ToolkitError(f"output root {root} does not exist; run main_aro.py first "
+                           f"(e.g. python main_aro.py --dataset Controlled_Images_A --output-dir {root})")
+    runs, unfinished = [], []
+    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
+        if not (folder / CONFIG_FILE).exists():
+            continue
+        if not (folder / RESULTS_FILE).exists():
+            unfinished.append(folder.name)
+            logger.info("skipping unfinished run (no %s yet): %s", RESULTS_FILE, folder.name)
+            continue
+        runs.append(read_run(folder))
+    if not runs:
+        detail = f" ({len(unfinished)} unfinished)" if unfinished else ""
+        raise ToolkitError(f"no finished runs under {root}{detail}; run main_aro.py first, or rerun "
+                           f"an interrupted command to finish it")
+    return runs
+
+
+def read_run(folder: Path) -> RunRecord:
+    """The record of one finished run folder."""
+    config = _read_json_object(folder / CONFIG_FILE)
+    results = _read_json_object(folder / RESULTS_FILE)
+    missing = [key for key in REQUIRED_CONFIG_KEYS if config.get(key) is None]
+    if missing:
+        raise ToolkitError(f"{folder / CONFIG_FILE}: missing {', '.join(missing)}; this folder was not "
+                           f"written by main_aro.py; move it out of the output root")
+    if config["method"] not in METHODS:
+        raise ToolkitError(f"{folder / CONFIG_FILE}: unknown method {config['method']!r}; expected one of "
+                           f"{', '.join(METHODS)}")
+    settings = dict((name, config.get(name)) for name in SETTINGS)
+    settings["option"] = effective_option(config["dataset"], config.get("option"))
+    return RunRecord(
+        path=folder, dataset=config["dataset"], model=str(config["model"]), method=config["method"],
+        split=config["split"], weight=config.get("weight"), weight1=config.get("weight1"),
+        weight2=config.get("weight2"), threshold=config.get("threshold"),
+        settings=tuple(settings.items()), finished_at=config.get("finished_at"),
+        config=config, results=results)
+
+
+def effective_option(dataset: str, option: Optional[str]) -> Optional[str]:
+    """The option count a run used: as recorded, or the dataset's paper default when recorded as null."""
+    if option is not None:
+        return option
+    try:
+        spec = get_spec(dataset)
+    except ToolkitError:
+        return None
+    return None if spec.family == VSR else spec.paper_option
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ToolkitError(f"{path}: not valid JSON (line {err.lineno}: {err.msg}); delete the run folder "
+                           f"{path.parent} or rerun its command with --overwrite") from None
+    except OSError as err:
+        raise ToolkitError(f"cannot read {path}: {err.strerror}") from None
+    if not isinstance(payload, dict):
+        raise ToolkitError(f"{path}: expected a JSON object, found {type(payload).__name__}; delete the "
+                           f"run folder {path.parent} or rerun its command with --overwrite")
+    return payload
+
+
+def latest_per_configuration(runs: Iterable[RunRecord]) -> list[RunRecord]:
+    """One run per configuration: the most recently finished when several folders hold the same one.
+
+    This happens when runs differ only in settings that do not change results (batch size, device)
+    or in a model path with the same folder name; the others stay visible in the long table.
+    """
+    chosen: dict[tuple, RunRecord] = {}
+    for run in runs:
+        previous = chosen.get(run.configuration)
+        if previous is None:
+            chosen[run.configuration] = run
+            continue
+        newer, older = sorted((previous, run), key=lambda r: (r.finished_at or "", r.name), reverse=True)
+        logger.warning("%s and %s hold the same configuration; using the more recent %s",
+                       newer.name, older.name, newer.name)
+        chosen[run.configuration] = newer
+    return list(chosen.values())
+
+
+def describe_settings(settings: Iterable[tuple[str, Any]], skip: tuple[str, ...] = ()) -> str:
+    """`match=strict, seed=1, ...` for messages and captions (unset settings left out)."""
+    return ", ".join(f"{name}={value}" for name, value in settings
+                     if value is not None and name not in skip)
+
+
+def format_number(value: Optional[float]) -> str:
+    """A hyper-parameter as written on the command line: 0.8, 1.5, 2 (None as "none")."""
+    return "none" if value is None else f"{value:g}"
