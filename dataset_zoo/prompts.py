@@ -145,6 +145,6 @@ def paper_prompts_for(prompt_dir: Path | str, dataset: str, option: str, n_rows:
         raise ToolkitError(f"{path} has {len(rows)} rows but {annotation} has {n_rows}; prompt rows are matched "
                            f"to annotation rows by position, so use the prompt file of this dataset and "
                            f"option count ({dataset}, {option})")
-    info = {"source": "paper_file", "file": str(path), "sha256": file_sha256(path), "option": option,
-            "variant": "default"}
+    info = {"source": "paper_file", "file": str(path), "name": path.name, "version": None,
+            "sha256": file_sha256(path), "template": None, "variant": "default", "option": option}
     return rows, info
