@@ -225,9 +225,13 @@ def _raise_unavailable(failures: Sequence[tuple[Remote, str]], root: Path, spec:
     raise ToolkitError("\n".join(lines))
 
 
+GIVE_UP_AFTER = 3  # failures in a row with no success: the source is down, do not try hundreds of images
+
+
 def _fetch_all(remotes: Sequence[Remote], root: Path, spec: DatasetSpec, mirror: Optional[str]) -> None:
     failures = []
-    for remote in tqdm(remotes, desc=f"{spec.name} files", unit="file", disable=None if len(remotes) > 1 else True):
+    for tried, remote in enumerate(tqdm(remotes, desc=f"{spec.name} files", unit="file",
+                                        disable=None if len(remotes) > 1 else True), start=1):
         try:
             if remote.archive:
                 install_archive(remote, root, mirror)
@@ -235,6 +239,9 @@ def _fetch_all(remotes: Sequence[Remote], root: Path, spec: DatasetSpec, mirror:
                 download_file(remote, root / remote.target, mirror)
         except SourceUnavailable as err:
             failures.append((remote, str(err)))
+            if len(failures) == tried == GIVE_UP_AFTER:
+                failures += [(rest, "not tried: the source failed every time") for rest in remotes[tried:]]
+                break
     if failures:
         _raise_unavailable(failures, root, spec)
 
@@ -253,10 +260,13 @@ def _image_remotes(spec: DatasetSpec, root: Path, samples: Sequence[Sample]) -> 
         relative = [p.relative_to(root).as_posix() for p in missing]
         return [Remote(Path(r).name, URL, f"{COCO_IMAGES}/{r}", r) for r in relative]
     archive = IMAGE_ARCHIVES.get(spec.name)
-    target = root / archive.target if archive else None
-    if archive is None or (target.is_dir() and any(target.iterdir())):
+    if archive is None or _non_empty_dir(root / archive.target):
         return []
     return [archive]
+
+
+def _non_empty_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
 
 
 def fetch_images(spec: DatasetSpec, root: Path, samples: Sequence[Sample], mirror: Optional[str] = None) -> None:

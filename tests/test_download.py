@@ -240,3 +240,23 @@ def test_fetch_command(root, tmp_path, caplog):
     assert len(list((root / "val2017").iterdir())) == 4
     assert main(["VG_QA_one_obj", "--root", str(root), "--mirror", str(mirror)]) == 2
     assert "vg_qa_one_obj.json" in caplog.text
+
+
+def test_unreachable_image_source_is_not_tried_hundreds_of_times(root, tmp_path, monkeypatch):
+    from tests.fixtures_data import write_vsr_fixture
+
+    write_vsr_fixture(root)
+    for image in list(root.rglob("*.jpg")):
+        image.unlink()
+    attempts = []
+
+    def offline(url, tmp):
+        attempts.append(url)
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(download, "fetch_url", offline)
+    with pytest.raises(ToolkitError) as err:
+        get_dataset("VSR", root=root, download=True)
+    assert len(attempts) == download.GIVE_UP_AFTER
+    assert "could not download 6 file(s)" in str(err.value)
+    assert f"http://images.cocodataset.org/train2017/000000900101.jpg: save it as {root / 'train2017'}" in str(err.value)
