@@ -1,13 +1,18 @@
 """The ScalingVis / AdaptVis attention intervention.
 
     from intervention import ScalingVis, AdaptVis
-    with ScalingVis(vlm, alpha=0.8):
+    with ScalingVis(vlm, alpha=0.8):                    # or a transformers model
         vlm.generate(inputs, max_new_tokens=10)
     answers = AdaptVis(weight1=0.5, weight2=1.5, threshold=0.4).run(vlm, inputs, max_new_tokens=10)
+
+    session = open_session(vlm, inputs, max_new_tokens=10)   # what the CLI uses for every method
+    session.confidence, session.answers(0.8)
 """
+from intervention.adapt_vis import AdaptVis, AdaptVisAnswer
 from intervention.attention import ATTENTION_NAME, register
 from intervention.scaling_vis import ScalingVis
+from intervention.session import AnswerSession, open_session
 
 register()
 
-__all__ = ["ScalingVis", "ATTENTION_NAME"]
+__all__ = ["ScalingVis", "AdaptVis", "AdaptVisAnswer", "open_session", "AnswerSession", "ATTENTION_NAME"]

@@ -39,3 +39,26 @@ def family(request) -> str:
 def tiny(tiny_factory, family):
     """The default tiny (model, processor) of the parametrised family."""
     return tiny_factory(family)
+
+
+@pytest.fixture
+def tiny_vlm(tiny):
+    """The default tiny model of the parametrised family, wrapped as a `VLM`."""
+    from model_zoo.vlm import VLM
+
+    model, processor = tiny
+    return VLM.from_loaded(model, processor)
+
+
+def two_sample_inputs(vlm, sizes=((80, 30), (30, 60))):
+    """A left-padded batch of two samples with different questions (lengths) and image sizes."""
+    images = [noise_image(w, h, seed) for seed, (w, h) in enumerate(sizes)]
+    prompts = [vlm.build_prompt("Where is the mug?"), vlm.build_prompt(QUESTION)]
+    return vlm.prepare(images, prompts)
+
+
+def one_sample_inputs(vlm, index: int, sizes=((80, 30), (30, 60))):
+    """Row `index` of `two_sample_inputs`, prepared alone (no padding)."""
+    questions = ["Where is the mug?", QUESTION]
+    width, height = sizes[index]
+    return vlm.prepare([noise_image(width, height, index)], [vlm.build_prompt(questions[index])])
