@@ -22,6 +22,7 @@ from typing import Any, Iterable, Optional
 
 from common.errors import ToolkitError
 from dataset_zoo.catalog import VSR, get_spec
+from runner.config import RunConfig
 from runner.records import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,15 @@ HYPERPARAMETERS = {"base": (), "scaling_vis": ("weight",), "adapt_vis": ("weight
 # baseline, candidates of one selection) only when all of these agree; main_aro.py's flag names.
 SETTINGS = ("option", "match", "seed", "scope", "prompt_format", "max_new_tokens", "limit", "dtype",
             "revision", "prompt_dir", "no_round_confidence")
+# Display order and names in tables and plots (the paper's Table 1 order, then Synthetic, then VSR).
+DATASET_ORDER = ("Controlled_Images_A", "Controlled_Images_B", "COCO_QA_one_obj", "COCO_QA_two_obj",
+                 "VG_QA_one_obj", "VG_QA_two_obj", "Synthetic_Controlled_A", "Synthetic_Controlled_B",
+                 "VSR", "VSR_zeroshot", "VSR_random")
+DATASET_LABELS = {"Controlled_Images_A": "Controlled_A", "Controlled_Images_B": "Controlled_B",
+                  "COCO_QA_one_obj": "COCO one-obj", "COCO_QA_two_obj": "COCO two-obj",
+                  "VG_QA_one_obj": "VG one-obj", "VG_QA_two_obj": "VG two-obj",
+                  "Synthetic_Controlled_A": "Synthetic_A", "Synthetic_Controlled_B": "Synthetic_B",
+                  "VSR": "VSR", "VSR_zeroshot": "VSR zero-shot", "VSR_random": "VSR random"}
 REQUIRED_CONFIG_KEYS = ("dataset", "model", "method", "split")
 
 
@@ -179,12 +189,30 @@ def latest_per_configuration(runs: Iterable[RunRecord]) -> list[RunRecord]:
     return list(chosen.values())
 
 
-def describe_settings(settings: Iterable[tuple[str, Any]], skip: tuple[str, ...] = ()) -> str:
+def describe_settings(settings: Iterable[tuple[str, Any]]) -> str:
     """`match=strict, seed=1, ...` for messages and captions (unset settings left out)."""
     return ", ".join(f"{name}={value}" for name, value in settings
-                     if value is not None and name not in skip)
+                     if value is not None)
+
+
+def non_default_settings(settings: Iterable[tuple[str, Any]], names: Iterable[str] = ()) -> str:
+    """`describe_settings` of the settings (all but option, or `names`) that differ from main_aro.py's
+    defaults; "" when none do."""
+    names = tuple(names) or tuple(name for name in SETTINGS if name != "option")
+    return describe_settings((name, value) for name, value in settings
+                             if name in names and value != getattr(RunConfig, name, None))
 
 
 def format_number(value: Optional[float]) -> str:
     """A hyper-parameter as written on the command line: 0.8, 1.5, 2 (None as "none")."""
     return "none" if value is None else f"{value:g}"
+
+
+def dataset_label(dataset: str) -> str:
+    """The dataset's short name in tables, e.g. "COCO one-obj"."""
+    return DATASET_LABELS.get(dataset, dataset)
+
+
+def dataset_rank(dataset: str) -> tuple:
+    """Sort key putting datasets in the paper's order; unknown names last, alphabetically."""
+    return (DATASET_ORDER.index(dataset) if dataset in DATASET_ORDER else len(DATASET_ORDER), dataset)

@@ -1,0 +1,305 @@
+"""Turn run folders into the paper's tables: Table 1 (WhatsUp: Acc, Pair Acc, Set Acc per subset) and
+Table 2 (VSR: Acc, F1, F1 (paper)), as Markdown and LaTeX (booktabs), with deltas over the baseline.
+
+Examples:
+    python -m evaluation.report output/                                   # Markdown tables on stdout
+    python -m evaluation.report output/ --split test --format both --out results/tables   # .md + .tex
+    python -m evaluation.report output/ --model llava1.5 --long           # plus one row per run
+    python -m evaluation.report output/ --plot results/plots              # PNG curves and histograms
+
+One table per (model, split, settings) and benchmark family. Rows: Baseline, then ScalingVis and
+AdaptVis. On the test split, when val runs of the same settings exist, each method gets one row whose
+hyper-parameters are selected per dataset on val (`evaluation.selection`; the notes list them);
+otherwise (val or all split, or no val runs) every configuration present gets its own row, named by
+its hyper-parameters. The caption says which rule applied. Values are percentages with one decimal;
+"84.9 (+24.6)" is a value and its difference to the Baseline row; "–" marks a missing run or metric.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+from common.errors import ToolkitError
+from dataset_zoo.catalog import CONTROLLED, VSR, SPECS
+from evaluation.report_long import long_table
+from evaluation.report_tables import Row, Table, render_latex, render_markdown, with_delta
+from evaluation.runs import (METHOD_NAMES, RunRecord, dataset_label, dataset_rank, format_number,
+                             latest_per_configuration, load_runs, non_default_settings)
+from evaluation.selection import METRICS, TIE_RULES, matching_runs, select_best
+
+logger = logging.getLogger(__name__)
+
+SPLIT_ORDER = ("val", "test", "all")
+TUNED_METHODS = ("scaling_vis", "adapt_vis")
+HYPERPARAMETER_LEGEND = "α = --weight (ScalingVis); α₁, α₂, β = --weight1, --weight2, --threshold (AdaptVis)."
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column group: a dataset with one option count, and the (sub-column, metric key) pairs it shows."""
+
+    dataset: str
+    option: Optional[str]
+    label: str
+    metrics: tuple[tuple[str, str], ...]
+
+
+def family_of(dataset: str) -> Optional[str]:
+    spec = SPECS.get(dataset)
+    return spec.family if spec else None
+
+
+def hyperparameter_label(hyperparameters: dict) -> str:
+    """ "α=0.8" or "α₁=0.5, α₂=1.5, β=0.4" (the paper's names; the legend maps them to flags)."""
+    names = {"weight": "α", "weight1": "α₁", "weight2": "α₂", "threshold": "β"}
+    return ", ".join(f"{names[flag]}={format_number(value)}" for flag, value in hyperparameters.items())
+
+
+# ------------------------------------------------------------------ tables
+
+
+def build_tables(runs: Sequence[RunRecord], *, pool: Optional[Sequence[RunRecord]] = None,
+                 metric: str = "accuracy", paper_pair_set: bool = False) -> list[Table]:
+    """Table 1 / Table 2 for every (model, split, settings) among `runs`.
+
+    pool: the runs to select hyper-parameters from (default: `runs`); pass every loaded run when
+        `runs` is filtered to one split, so that test tables can still see the val runs.
+    """
+    shown = latest_per_configuration(runs)
+    pool = latest_per_configuration(pool if pool is not None else runs)
+    contexts: dict[tuple, list[RunRecord]] = {}
+    for run in shown:
+        contexts.setdefault(_context(run), []).append(run)
+    tables = []
+    for context in sorted(contexts, key=lambda c: (c[0], SPLIT_ORDER.index(c[1]) if c[1] in SPLIT_ORDER else 9,
+                                                   repr(c[2]))):
+        whatsup = [run for run in contexts[context] if family_of(run.dataset) != VSR]
+        vsr = [run for run in contexts[context] if family_of(run.dataset) == VSR]
+        if whatsup:
+            tables.append(_build_table(1, context, whatsup, pool, metric, paper_pair_set))
+        if vsr:
+            tables.append(_build_table(2, context, vsr, pool, metric, paper_pair_set))
+    return tables
+
+
+def _context(run: RunRecord) -> tuple:
+    return (run.model, run.split, tuple(item for item in run.settings if item[0] != "option"))
+
+
+def _columns(runs: Sequence[RunRecord], paper_pair_set: bool) -> list[Column]:
+    pairs = sorted({(run.dataset, run.option) for run in runs}, key=lambda p: (dataset_rank(p[0]), p[1] or ""))
+    columns = []
+    for dataset, option in pairs:
+        several = sum(other == dataset for other, _ in pairs) > 1
+        label = dataset_label(dataset) + (f" ({option})" if several else "")
+        columns.append(Column(dataset, option, label, _column_metrics(dataset, paper_pair_set)))
+    return columns
+
+
+def _column_metrics(dataset: str, paper_pair_set: bool) -> tuple[tuple[str, str], ...]:
+    family = family_of(dataset)
+    if family == CONTROLLED:
+        suffix, key = (" (paper)", "_paper") if paper_pair_set else ("", "")
+        return (("Acc", "accuracy"), (f"Pair{suffix}", f"pair_accuracy{key}"), (f"Set{suffix}", f"set_accuracy{key}"))
+    if family == VSR:
+        return (("Acc", "accuracy"), ("F1", "f1"), ("F1 (paper)", "f1_paper"))
+    return (("Acc", "accuracy"),)
+
+
+def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Sequence[RunRecord],
+                 metric: str, paper_pair_set: bool) -> Table:
+    model, split, settings = context
+    columns = _columns(runs, paper_pair_set)
+    baselines = {column: _find(runs, column, "base", {}) for column in columns}
+    rows = [Row("Baseline", [cell for column in columns for cell in _cells(baselines[column], column, None)])]
+    rules, notes = [], []
+    for method in TUNED_METHODS:
+        method_runs = [run for run in runs if run.method == method]
+        selections = _val_selections(pool, columns, model, method, settings, metric) if split == "test" else {}
+        if selections:
+            rows.append(_selected_row(method, method_runs, columns, baselines, selections, notes))
+            rules.append(f"{METHOD_NAMES[method]}: hyper-parameters selected per dataset on val by {metric}, "
+                         f"ties broken in favour of {TIE_RULES[method]} (listed below)")
+        elif method_runs:
+            rows.extend(_configuration_rows(method, method_runs, columns, baselines))
+            why = "the val split is the selection grid" if split == "val" else "no val runs to select on"
+            rules.append(f"{METHOD_NAMES[method]}: one row per configuration present ({why})")
+    kind = "WhatsUp" if number == 1 else "VSR"
+    groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
+    return Table(title=f"Table {number} · {kind} · {model} · {split}", caption=_caption(number, model, split,
+                 settings, paper_pair_set, rules), row_header="Method", groups=groups, rows=rows, notes=notes)
+
+
+def _find(runs: Sequence[RunRecord], column: Column, method: str, hyperparameters: dict) -> Optional[RunRecord]:
+    return next((run for run in runs if (run.dataset, run.option, run.method) == (column.dataset, column.option,
+                 method) and run.hyperparameters == hyperparameters), None)
+
+
+def _cells(run: Optional[RunRecord], column: Column, baseline: Optional[RunRecord]) -> list[Optional[str]]:
+    if run is None:
+        return [None] * len(column.metrics)
+    return [with_delta(run.metric(key), baseline.metric(key) if baseline else None) for _, key in column.metrics]
+
+
+def _val_selections(pool: Sequence[RunRecord], columns: list[Column], model: str, method: str,
+                    settings: tuple, metric: str) -> dict[Column, object]:
+    """{column: Selection or ToolkitError} for the columns that have val runs of this method and settings."""
+    selections: dict[Column, object] = {}
+    for column in columns:
+        candidates = matching_runs(pool, dataset=column.dataset, model=model, method=method, split="val",
+                                   settings={**dict(settings), "option": column.option})
+        if candidates:
+            try:
+                selections[column] = select_best(candidates, metric)
+            except ToolkitError as err:
+                selections[column] = err
+    return selections
+
+
+def _selected_row(method: str, method_runs: list[RunRecord], columns: list[Column], baselines: dict,
+                  selections: dict, notes: list[str]) -> Row:
+    cells, chosen, first_note = [], [], len(notes)
+    for column in columns:
+        selection = selections.get(column)
+        run = None
+        if selection is None:
+            notes.append(f"{METHOD_NAMES[method]} on {column.label}: no val runs with these settings.")
+        elif isinstance(selection, ToolkitError):
+            notes.append(f"{METHOD_NAMES[method]} on {column.label}: no selection ({selection}).")
+        else:
+            label = hyperparameter_label(selection.run.hyperparameters)
+            run = _find(method_runs, column, method, selection.run.hyperparameters)
+            chosen.append(f"{column.label} {label}")
+            if run is None:
+                notes.append(f"{METHOD_NAMES[method]} on {column.label}: {label} selected on val has no "
+                             f"finished test run.")
+        cells.extend(_cells(run, column, baselines[column]))
+    if chosen:
+        notes.insert(first_note, f"{METHOD_NAMES[method]} selected on val: {'; '.join(chosen)}.")
+    return Row(METHOD_NAMES[method], cells)
+
+
+def _configuration_rows(method: str, method_runs: list[RunRecord], columns: list[Column],
+                        baselines: dict) -> list[Row]:
+    configurations = sorted({tuple(run.hyperparameters.items()) for run in method_runs},
+                            key=lambda items: [value if value is not None else -1 for _, value in items])
+    rows = []
+    for items in configurations:
+        hyperparameters = dict(items)
+        cells = [cell for column in columns for cell in
+                 _cells(_find(method_runs, column, method, hyperparameters), column, baselines[column])]
+        rows.append(Row(f"{METHOD_NAMES[method]} ({hyperparameter_label(hyperparameters)})", cells))
+    return rows
+
+
+def _caption(number: int, model: str, split: str, settings: tuple, paper_pair_set: bool,
+             rules: list[str]) -> str:
+    parts = [f"{'WhatsUp' if number == 1 else 'VSR'} results in % for {model} on the {split} split "
+             f"(settings: {non_default_settings(settings) or 'main_aro.py defaults'}).",
+             "In parentheses: difference to the Baseline row of the same model, split and settings."]
+    if number == 1:
+        parts.append("Pair/Set (paper): the original formula, correct pairs / (n/2) and sets / (n/4)."
+                     if paper_pair_set else "Pair/Set: pairs and sets with every member in the split.")
+    else:
+        parts.append("F1: standard F1 of the answer yes, 2TP/(2TP+FP+FN); F1 (paper): harmonic mean of TPR "
+                     "and TNR, which the original code reports as F1.")
+    parts += [rule + "." for rule in rules]
+    if rules:
+        parts.append(HYPERPARAMETER_LEGEND)
+    return " ".join(parts)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def filter_runs(runs: Sequence[RunRecord], *, split: Optional[str] = None, model: Optional[str] = None,
+                datasets: Sequence[str] = ()) -> list[RunRecord]:
+    """The runs to show; ToolkitError naming the available values when a filter matches nothing."""
+    for name, wanted, value_of in (("split", split and [split], lambda r: r.split),
+                                   ("model", model and [model], lambda r: r.model),
+                                   ("dataset", list(datasets), lambda r: r.dataset)):
+        if not wanted:
+            continue
+        available = sorted({value_of(run) for run in runs})
+        unknown = [value for value in wanted if value not in available]
+        if unknown:
+            raise ToolkitError(f"no finished runs with {name} {', '.join(unknown)}; available: "
+                               f"{', '.join(available)}")
+        runs = [run for run in runs if value_of(run) in wanted]
+    return list(runs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0],
+                                     epilog="Examples:" + __doc__.split("Examples:")[1].split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_root", help="the --output-dir of main_aro.py")
+    parser.add_argument("--split", choices=SPLIT_ORDER, default=None, help="only this split (default: every one)")
+    parser.add_argument("--model", default=None, help="only this model (its name in config.json)")
+    parser.add_argument("--dataset", default="", help="only these datasets (comma-separated)")
+    parser.add_argument("--metric", choices=METRICS, default="accuracy",
+                        help="metric that selects hyper-parameters on val (default: %(default)s)")
+    parser.add_argument("--paper-pair-set", action="store_true",
+                        help="show the original pair/set formula (pair_accuracy_paper, set_accuracy_paper)")
+    parser.add_argument("--long", action="store_true", help="add a table with one row per run")
+    parser.add_argument("--format", choices=("markdown", "latex", "both"), default="markdown")
+    parser.add_argument("--out", default=None, help="write here instead of stdout (with both: FILE.md and FILE.tex)")
+    parser.add_argument("--plot", default=None, metavar="DIR", help="also write PNG plots into DIR")
+    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def render(tables: Sequence[Table], fmt: str) -> str:
+    renderer = render_markdown if fmt == "markdown" else render_latex
+    return "\n".join(renderer(table) for table in tables)
+
+
+def write_output(tables: Sequence[Table], fmt: str, out: Optional[str]) -> list[Path]:
+    """Print or write the rendered tables; returns the files written."""
+    formats = ("markdown", "latex") if fmt == "both" else (fmt,)
+    if out is None:
+        sys.stdout.write("\n".join(render(tables, name) for name in formats))
+        return []
+    paths = [Path(out)] if fmt != "both" else [Path(out).with_suffix(".md"), Path(out).with_suffix(".tex")]
+    for path, name in zip(paths, formats):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(tables, name), encoding="utf-8")
+        except OSError as err:
+            raise ToolkitError(f"cannot write {path}: {err.strerror}; choose another --out") from None
+    return paths
+
+
+def report(args: argparse.Namespace) -> None:
+    pool = load_runs(args.output_root)
+    datasets = [name.strip() for name in args.dataset.split(",") if name.strip()]
+    runs = filter_runs(pool, split=args.split, model=args.model, datasets=datasets)
+    tables = build_tables(runs, pool=pool, metric=args.metric, paper_pair_set=args.paper_pair_set)
+    if args.long:
+        tables.append(long_table(runs))
+    for path in write_output(tables, args.format, args.out):
+        logger.info("wrote %s", path)
+    if args.plot:
+        from evaluation.plots import write_plots  # matplotlib is only imported when plots are asked for
+        for path in write_plots(runs, Path(args.plot), pool=pool, metric=args.metric):
+            logger.info("wrote %s", path)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """0 on success; 2 with one error line on stderr for a problem the user can fix."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        report(args)
+    except ToolkitError as err:
+        sys.stderr.write(f"error: {err}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
