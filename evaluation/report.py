@@ -130,7 +130,9 @@ def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Seque
             rules.append(f"{METHOD_NAMES[method]}: one row per configuration present ({why})")
     kind = "WhatsUp" if number == 1 else "VSR"
     groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
-    return Table(title=f"Table {number} · {kind} · {model} · {split}", caption=_caption(number, model, split,
+    changed = non_default_settings(settings)
+    title = f"Table {number} · {kind} · {model} · {split}" + (f" · {changed}" if changed else "")
+    return Table(title=title, caption=_caption(number, model, split,
                  settings, paper_pair_set, rules), row_header="Method", groups=groups, rows=rows, notes=notes)
 
 
