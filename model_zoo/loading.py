@@ -34,10 +34,10 @@ def get_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", d
     """
     model_id, revision = _resolve(name_or_path, revision)
     torch_dtype = _resolve_dtype(dtype)
+    target = None if device_map is not None else _resolve_device(device)
     config = _load_config(model_id, revision, trust_remote_code)
     spec = family_spec(config.model_type, model_id)
     check_prompt_format(prompt_format, spec)
-    target = None if device_map is not None else _resolve_device(device)
     if torch_dtype is None:
         torch_dtype = torch.float32 if target == "cpu" else "auto"
     model = _load_weights(spec, model_id, revision=revision, dtype=torch_dtype, device_map=device_map,

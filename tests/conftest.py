@@ -1,11 +1,16 @@
 """Shared fixtures: tiny random VLMs of every family (built once per session) and small test images."""
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from PIL import Image
+import os
 
-from model_zoo.tiny import FAMILIES, build_tiny_vlm
+# Tests never download: fail fast instead of retrying the hub when something tries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from model_zoo.tiny import FAMILIES, build_tiny_vlm  # noqa: E402
 
 QUESTION = "Where is the mug in relation to the table? Answer with left, right, on or under."
 
