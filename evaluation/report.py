@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("val", "test", "all")
 TUNED_METHODS = ("scaling_vis", "adapt_vis")
+# Why a table lists every configuration instead of the val-selected one (selection happens for test only).
+NO_SELECTION_REASONS = {"val": "the val split is the selection grid",
+                        "all": "split all contains the val samples, so nothing is selected on val"}
 HYPERPARAMETER_LEGEND = "α = --weight (ScalingVis); α₁, α₂, β = --weight1, --weight2, --threshold (AdaptVis)."
 
 
@@ -75,8 +78,7 @@ def build_tables(runs: Sequence[RunRecord], *, pool: Optional[Sequence[RunRecord
     for run in shown:
         contexts.setdefault(_context(run), []).append(run)
     tables = []
-    for context in sorted(contexts, key=lambda c: (c[0], SPLIT_ORDER.index(c[1]) if c[1] in SPLIT_ORDER else 9,
-                                                   repr(c[2]))):
+    for context in sorted(contexts, key=_context_order):
         whatsup = [run for run in contexts[context] if family_of(run.dataset) != VSR]
         vsr = [run for run in contexts[context] if family_of(run.dataset) == VSR]
         if whatsup:
@@ -87,7 +89,13 @@ def build_tables(runs: Sequence[RunRecord], *, pool: Optional[Sequence[RunRecord
 
 
 def _context(run: RunRecord) -> tuple:
+    """(model, split, settings but option): the runs one table compares (option varies per dataset)."""
     return (run.model, run.split, tuple(item for item in run.settings if item[0] != "option"))
+
+
+def _context_order(context: tuple) -> tuple:
+    model, split, settings = context
+    return (model, SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), repr(settings))
 
 
 def _columns(runs: Sequence[RunRecord], paper_pair_set: bool) -> list[Column]:
@@ -126,14 +134,14 @@ def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Seque
                          f"ties broken in favour of {TIE_RULES[method]} (listed below)")
         elif method_runs:
             rows.extend(_configuration_rows(method, method_runs, columns, baselines))
-            why = "the val split is the selection grid" if split == "val" else "no val runs to select on"
+            why = NO_SELECTION_REASONS.get(split, "no val runs to select on")
             rules.append(f"{METHOD_NAMES[method]}: one row per configuration present ({why})")
     kind = "WhatsUp" if number == 1 else "VSR"
     groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
     changed = non_default_settings(settings)
     title = f"Table {number} · {kind} · {model} · {split}" + (f" · {changed}" if changed else "")
-    return Table(title=title, caption=_caption(number, model, split,
-                 settings, paper_pair_set, rules), row_header="Method", groups=groups, rows=rows, notes=notes)
+    caption = _caption(number, model, split, settings, paper_pair_set, rules)
+    return Table(title=title, caption=caption, row_header="Method", groups=groups, rows=rows, notes=notes)
 
 
 def _find(runs: Sequence[RunRecord], column: Column, method: str, hyperparameters: dict) -> Optional[RunRecord]:

@@ -118,6 +118,19 @@ def test_vsr_table_without_val_runs_shows_every_configuration(markdown):
     assert "no val runs to select on" in table["caption"] and "harmonic mean of TPR and TNR" in table["caption"]
 
 
+def test_split_all_lists_every_configuration_and_says_why(tmp_path):
+    write_run(tmp_path, dataset="COCO_QA_one_obj", split="val", method="scaling_vis", weight=0.8,
+              metrics={"accuracy": 0.6})
+    for alpha in (0.8, 2.0):
+        write_run(tmp_path, dataset="COCO_QA_one_obj", split="all", method="scaling_vis", weight=alpha,
+                  metrics={"accuracy": 0.5})
+    table = parse_markdown(report.render(report.build_tables(report.load_runs(tmp_path)), "markdown"))[
+        "Table 1 · WhatsUp · llava1.5 · all"]
+    assert table["rows"] == {"Baseline": {"COCO one-obj Acc": "–"}, "ScalingVis (α=0.8)": {"COCO one-obj Acc": "50.0"},
+                             "ScalingVis (α=2)": {"COCO one-obj Acc": "50.0"}}
+    assert "split all contains the val samples" in table["caption"]
+
+
 def test_each_model_gets_its_own_table(markdown):
     table = parse_markdown(markdown)["Table 1 · WhatsUp · qwen2-vl · test"]
     assert table["rows"] == {"Baseline": {"Controlled_A Acc": "50.0", "Controlled_A Pair": "30.0",
