@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from dataset_zoo.base import Sample
 from evaluation import judge
+from intervention.session import open_session
 from runner.config import MethodSpec, RunConfig
 
 if TYPE_CHECKING:
@@ -100,8 +101,6 @@ def sample_record(sample: Sample, prompt: str, generation: str, confidence: floa
 def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun], config: RunConfig,
                      batches: Iterable[tuple[list[Sample], list]]) -> None:
     """Run every batch through the model once and append each configuration's records."""
-    from intervention.session import open_session  # torch-heavy; only needed once a model is loaded
-
     progress = tqdm(total=len(samples), desc=f"{config.dataset} x {len(runs)} config(s)", unit="sample",
                     dynamic_ncols=True)
     for batch, images in batches:

@@ -153,7 +153,7 @@ def outcome_summary(outcomes: list[RunOutcome]) -> Optional[str]:
     columns = [("accuracy", "Acc"), ("pair_accuracy", "Pair Acc"), ("set_accuracy", "Set Acc"),
                ("f1", "F1")]
     shown = [(key, title) for key, title in columns if any(o.metrics.get(key) is not None for o in outcomes)]
-    width = max(len(o.spec.label()) for o in outcomes)
+    width = max(len("configuration"), *(len(o.spec.label()) for o in outcomes))
     lines = [f"{'configuration':<{width}}  " + "  ".join(f"{title:>8}" for _, title in shown)]
     for outcome in outcomes:
         cells = [outcome.metrics.get(key) for key, _ in shown]

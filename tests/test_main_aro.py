@@ -1,5 +1,6 @@
 """End-to-end runs of main_aro.py on generated fixture data with tiny random models saved to disk."""
 import json
+import logging
 import shlex
 
 import pytest
@@ -111,6 +112,7 @@ def test_resume_after_an_interrupt_equals_an_uninterrupted_run(tmp_path, data_ro
 
 
 def test_a_finished_configuration_is_skipped_unless_overwritten(tmp_path, data_root, model_dirs, caplog):
+    caplog.set_level(logging.INFO)
     flags = ["--dataset", "Controlled_Images_A", "--limit", "2"]
     assert cli(data_root, tmp_path, model_dirs["llava"], *flags) == 0
     [folder] = run_folders(tmp_path)
