@@ -91,5 +91,7 @@ class AdaptVis:
         confidence = session.confidence
         alphas, branches, compared = self.decide(confidence)
         texts = session.answers(alphas)
-        return [AdaptVisAnswer(text, float(raw), float(rounded), branch, float(alpha))
-                for text, raw, rounded, branch, alpha in zip(texts, confidence, compared, branches, alphas)]
+        # Record the rounded value as the 2-decimal number it is (float32 0.3 would print as 0.30000001...).
+        shown = [round(float(c), 2) if self.round_confidence else float(c) for c in compared]
+        return [AdaptVisAnswer(text, float(raw), rounded, branch, float(alpha))
+                for text, raw, rounded, branch, alpha in zip(texts, confidence, shown, branches, alphas)]

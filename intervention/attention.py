@@ -66,7 +66,7 @@ def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, sca
     k = repeat_kv(key[batch], module.num_key_value_groups)                # (b, H, k, D)
     v = repeat_kv(value[batch], module.num_key_value_groups)
     logits = torch.matmul(q, k.transpose(2, 3)) * _scale(scaling, query)  # (b, H, r, k)
-    logits = logits * plan.column_factors[:, None, None, :]               # alpha on image keys, pre-mask
+    logits = logits * plan.column_factors.to(logits.dtype)[:, None, None, :]  # alpha on image keys, pre-mask
     logits = logits + _additive_mask(attention_mask, batch, rows, plan.row_positions, logits)
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
@@ -81,7 +81,8 @@ def _eager(module, query, key, value, attention_mask, dropout, scaling, factors)
     logits = torch.matmul(query, k.transpose(2, 3)) * _scale(scaling, query)  # (B, H, q, k)
     if factors is not None:
         scale = torch.ones_like(logits[:, :1])                                 # (B, 1, q, k)
-        scale[factors.batch_rows[:, None], :, factors.query_rows[None, :]] = factors.column_factors[:, None, None, :]
+        scale[factors.batch_rows[:, None], :, factors.query_rows[None, :]] = \
+            factors.column_factors.to(logits.dtype)[:, None, None, :]
         logits = logits * scale
     q_len, kv_len = query.shape[2], key.shape[2]
     all_batch = torch.arange(query.shape[0], device=query.device)
@@ -109,10 +110,10 @@ def _additive_mask(attention_mask, batch, rows, positions, logits) -> torch.Tens
         keys = torch.arange(logits.shape[-1], device=logits.device)
         allowed = keys[None, :] <= positions[:, None]                           # (r, k)
         return torch.where(allowed, 0.0, min_value).to(logits.dtype)[None, None]
-    mask = attention_mask.expand(-1, -1, -1, logits.shape[-1]) if attention_mask.shape[-1] == 1 else attention_mask
-    if mask.shape[0] == 1:
-        mask = mask.expand(int(batch.max()) + 1, -1, -1, -1)
-    selected = mask[batch][:, :, rows]                                          # (b, 1|H, r, k)
+    if attention_mask.shape[0] == 1:  # one mask shared by the whole batch
+        selected = attention_mask[:, :, rows]
+    else:
+        selected = attention_mask[batch][:, :, rows]                            # (b, 1|H, r, k)
     if selected.dtype == torch.bool:
         return torch.where(selected, 0.0, min_value).to(logits.dtype)
     return selected.to(logits.dtype)
