@@ -28,8 +28,9 @@ from runner.config import DTYPES, METHODS, OPTIONS, PROMPT_FORMATS, SCOPES, SPLI
 DEMO_METHODS = ("base", "scaling_vis", "adapt_vis")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The command line; also the parent of `evaluation.select`, which takes the same settings flags."""
+    parser = argparse.ArgumentParser(add_help=add_help, description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("Examples:")[1].split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
@@ -43,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="answer options named in the question (default: the paper's per dataset)")
     data.add_argument("--prompt-dir", default=None,
                       help="folder with the original prompts/*_with_answer_*_options.jsonl, used verbatim")
+    data.add_argument("--prompt-variant", choices=("default", "reversed"), default="default",
+                      help="reversed: ask about the objects in swapped order (paper Fig. 28)")
+    data.add_argument("--vsr-split", choices=("train", "dev", "test"), default="test",
+                      help="file of VSR_random / VSR_zeroshot to read (default: %(default)s)")
+    data.add_argument("--vsr-paper-resize", action="store_true",
+                      help="stretch VSR images to 2300x4096 before the processor, as the original code did")
     data.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (smoke runs)")
     data.add_argument("--seed", type=int, default=RunConfig.seed, help="split seed (default: %(default)s)")
 
@@ -86,12 +93,18 @@ def parse_config(argv: Sequence[str]) -> RunConfig:
     """Command-line arguments → RunConfig. No arguments at all means the three-method demo."""
     args = build_parser().parse_args(argv)
     methods = parse_list(args.method, str) if args.method else (DEMO_METHODS if not argv else ("base",))
+    return config_from_args(args, methods)
+
+
+def config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunConfig:
+    """The RunConfig of parsed arguments (hyper-parameter lists parsed, flags under their field names)."""
     return RunConfig(
         dataset=args.dataset, model_name=args.model_name, model_path=args.model_path, revision=args.revision,
         method=methods, weight=parse_list(args.weight), weight1=parse_list(args.weight1),
         weight2=parse_list(args.weight2), threshold=parse_list(args.threshold),
         no_round_confidence=args.no_round_confidence, scope=args.scope, option=args.option, split=args.split,
         limit=args.limit, seed=args.seed, data_root=args.data_root, prompt_dir=args.prompt_dir,
+        prompt_variant=args.prompt_variant, vsr_split=args.vsr_split, vsr_paper_resize=args.vsr_paper_resize,
         download=args.download, dtype=args.dtype, device=args.device, batch_size=args.batch_size,
         num_workers=args.num_workers, max_new_tokens=args.max_new_tokens, match=args.match,
         prompt_format=args.prompt_format, output_dir=args.output_dir, overwrite=args.overwrite)

@@ -22,7 +22,7 @@ from typing import Any, Iterable, Optional
 
 from common.errors import ToolkitError
 from dataset_zoo.catalog import VSR, get_spec
-from runner.config import RunConfig
+from runner.config import RESULT_SETTINGS, RunConfig
 from runner.records import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,7 @@ METHODS = ("base", "scaling_vis", "adapt_vis")
 METHOD_NAMES = {"base": "Baseline", "scaling_vis": "ScalingVis", "adapt_vis": "AdaptVis"}
 HYPERPARAMETERS = {"base": (), "scaling_vis": ("weight",), "adapt_vis": ("weight1", "weight2", "threshold")}
 
-# Settings besides the method's hyper-parameters that change results. Two runs are comparable (the same
-# baseline, candidates of one selection) only when all of these agree; main_aro.py's flag names.
-SETTINGS = ("option", "match", "seed", "scope", "prompt_format", "max_new_tokens", "limit", "dtype",
-            "revision", "prompt_dir", "no_round_confidence")
+SETTINGS = RESULT_SETTINGS
 # Display order and names in tables and plots (the paper's Table 1 order, then Synthetic, then VSR).
 DATASET_ORDER = ("Controlled_Images_A", "Controlled_Images_B", "COCO_QA_one_obj", "COCO_QA_two_obj",
                  "VG_QA_one_obj", "VG_QA_two_obj", "Synthetic_Controlled_A", "Synthetic_Controlled_B",

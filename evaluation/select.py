@@ -20,62 +20,37 @@ import sys
 from typing import Optional, Sequence
 
 from common.errors import ToolkitError
-from evaluation.runs import effective_option, load_runs
+from evaluation.runs import SETTINGS, effective_option, load_runs
 from evaluation.selection import METRICS, SELECTABLE_METHODS, Selection, find_candidates, select_best
-from runner.config import DTYPES, OPTIONS, PROMPT_FORMATS, SCOPES, SPLITS, RunConfig, parse_list
+from runner.config import SPLITS
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """main_aro.py's flags (candidates must share its settings) plus what to select and by which metric."""
+    import main_aro
+
     parser = argparse.ArgumentParser(prog="python -m evaluation.select", description=__doc__.split("\n\n")[0],
                                      epilog="Examples:" + __doc__.split("Examples:")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    search = parser.add_argument_group("what to select")
-    search.add_argument("--dataset", required=True, help="benchmark name, e.g. Controlled_Images_A")
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     parents=[main_aro.build_parser(add_help=False)], conflict_handler="resolve")
+    search = parser.add_argument_group("what to select (--weight* flags restrict the candidates to a grid)")
     search.add_argument("--method", required=True, choices=SELECTABLE_METHODS)
     search.add_argument("--split", choices=SPLITS, default="val", help="selection split (default: %(default)s)")
     search.add_argument("--metric", choices=METRICS, default="accuracy", help="default: %(default)s")
-    search.add_argument("--output-dir", default=RunConfig.output_dir, help="output root (default: %(default)s)")
-    search.add_argument("--weight", default="", help="restrict ScalingVis candidates to these alphas")
-    search.add_argument("--weight1", default="", help="restrict AdaptVis candidates to these weight1 values")
-    search.add_argument("--weight2", default="", help="restrict AdaptVis candidates to these weight2 values")
-    search.add_argument("--threshold", default="", help="restrict AdaptVis candidates to these thresholds")
-
-    settings = parser.add_argument_group("settings the candidates must share (main_aro.py's flags and defaults)")
-    settings.add_argument("--model-name", default=RunConfig.model_name)
-    settings.add_argument("--model-path", default=None)
-    settings.add_argument("--revision", default=None)
-    settings.add_argument("--dtype", choices=DTYPES, default=RunConfig.dtype)
-    settings.add_argument("--option", choices=OPTIONS, default=None, help="default: the paper's per dataset")
-    settings.add_argument("--prompt-dir", default=None)
-    settings.add_argument("--limit", type=int, default=None)
-    settings.add_argument("--seed", type=int, default=RunConfig.seed)
-    settings.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format)
-    settings.add_argument("--max-new-tokens", type=int, default=RunConfig.max_new_tokens)
-    settings.add_argument("--no-round-confidence", action="store_true")
-    settings.add_argument("--scope", choices=SCOPES, default=RunConfig.scope)
-    settings.add_argument("--match", choices=("strict", "paper"), default=RunConfig.match)
-
-    ignored = parser.add_argument_group("accepted and ignored (they do not change results)")
-    for flag in ("--data-root", "--device", "--batch-size", "--num_workers", "--num-workers"):
-        ignored.add_argument(flag, default=None, help=argparse.SUPPRESS)
-    for flag in ("--download", "--overwrite", "--verbose"):
-        ignored.add_argument(flag, action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
 def select_from_args(args: argparse.Namespace) -> Selection:
     """Load the output root and run the selection the parsed arguments describe."""
-    model = RunConfig(model_name=args.model_name, model_path=args.model_path).model_label
-    settings = {
-        "option": effective_option(args.dataset, args.option), "match": args.match, "seed": args.seed,
-        "scope": args.scope, "prompt_format": args.prompt_format, "max_new_tokens": args.max_new_tokens,
-        "limit": args.limit, "dtype": args.dtype, "revision": args.revision, "prompt_dir": args.prompt_dir,
-        "no_round_confidence": args.no_round_confidence,
-    }
-    grid = {flag: parse_list(getattr(args, flag)) for flag in ("weight", "weight1", "weight2", "threshold")}
-    candidates = find_candidates(load_runs(args.output_dir), dataset=args.dataset, model=model,
+    import main_aro
+
+    config = main_aro.config_from_args(args, (args.method,))
+    settings = {name: getattr(config, name) for name in SETTINGS}
+    settings["option"] = effective_option(config.dataset, config.option)
+    grid = {flag: getattr(config, flag) for flag in ("weight", "weight1", "weight2", "threshold")}
+    candidates = find_candidates(load_runs(config.output_dir), dataset=config.dataset, model=config.model_label,
                                  method=args.method, split=args.split, settings=settings, grid=grid)
     return select_best(candidates, args.metric)
 

@@ -70,6 +70,9 @@ class RunConfig:
     seed: int = 1
     data_root: str = "data"
     prompt_dir: Optional[str] = None
+    prompt_variant: str = "default"
+    vsr_split: str = "test"
+    vsr_paper_resize: bool = False
     download: bool = False
     dtype: str = "auto"
     device: str = "auto"
@@ -192,10 +195,13 @@ def expand_methods(config: RunConfig) -> list[MethodSpec]:
     return list(dict.fromkeys(specs))
 
 
-# Settings that change results but are not spelled out in the folder name; a hash of them keeps
-# folders of different settings apart.
-_HASHED_SETTINGS = ("model_path", "revision", "scope", "limit", "prompt_dir", "dtype",
-                    "max_new_tokens", "prompt_format", "no_round_confidence")
+# Settings that change results besides the dataset, model, split and the method's hyper-parameters.
+# Runs are comparable (one baseline, candidates of one val selection) only when all of these agree.
+RESULT_SETTINGS = ("option", "match", "seed", "scope", "prompt_format", "max_new_tokens", "limit", "dtype",
+                   "revision", "prompt_dir", "no_round_confidence", "prompt_variant", "vsr_split",
+                   "vsr_paper_resize")
+# Those not spelled out in a run folder's name; a hash of them keeps folders of different settings apart.
+_HASHED_SETTINGS = ("model_path",) + tuple(s for s in RESULT_SETTINGS if s not in ("option", "match", "seed"))
 
 
 def run_record(config: RunConfig, spec: MethodSpec) -> dict:

@@ -73,7 +73,9 @@ def run(config: RunConfig) -> list[RunOutcome]:
 
 def load_dataset(config: RunConfig):
     dataset = get_dataset(config.dataset, root=config.data_root, split=config.split, option=config.option,
-                          download=config.download, seed=config.seed, prompt_dir=config.prompt_dir)
+                          download=config.download, seed=config.seed, prompt_dir=config.prompt_dir,
+                          prompt_variant=config.prompt_variant, vsr_split=config.vsr_split,
+                          vsr_paper_resize=config.vsr_paper_resize)
     return dataset[: config.limit] if config.limit else dataset
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Optional
 
 SETTINGS = {"match": "strict", "seed": 1, "scope": "prefill", "prompt_format": "chat", "max_new_tokens": 10,
-            "limit": None, "dtype": "auto", "revision": None, "prompt_dir": None, "no_round_confidence": False}
+            "limit": None, "dtype": "auto", "revision": None, "prompt_dir": None, "no_round_confidence": False,
+            "prompt_variant": "default", "vsr_split": "test", "vsr_paper_resize": False}
 
 # Val accuracies. Controlled_A: 0.5 and 1.2 tie (1.2 is closer to 1); AdaptVis (0.5, 1.5, 0.4) ties with
 # (0.8, 2.0, 0.3) and wins on |w1-1|+|w2-1|. Controlled_B: 0.8 is the clear best; (0.5, 1.5, 0.3) and
