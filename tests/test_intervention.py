@@ -246,3 +246,16 @@ def test_sliding_window_models_are_refused():
         with ScalingVis(model, alpha=0.5):
             pass
     assert model.config.text_config._attn_implementation == "sdpa" and not state_module._STACK
+
+
+def test_set_alpha_while_active_and_to_dict(tiny_factory):
+    model, processor = tiny_factory("qwen3_vl")
+    vlm = VLM.from_loaded(model, processor)
+    inputs = two_sample_inputs(vlm)
+    with ScalingVis(vlm, alpha=[0.0, 2.0]):
+        expected = _logits(model, inputs)
+    with ScalingVis(vlm, alpha=0.5, layers=[0, 1]) as scaling:
+        scaling.set_alpha([0.0, 2.0])
+        assert torch.equal(_logits(model, inputs), expected)
+        assert scaling.to_dict() == {"method": "scaling_vis", "alpha": [0.0, 2.0], "scope": "prefill", "layers": [0, 1]}
+    assert ScalingVis(vlm, alpha=0.8, scope="all").to_dict()["alpha"] == 0.8
