@@ -65,8 +65,10 @@ class ModelEntry:
         return str(REPO_ROOT / self.model_id) if self.local else self.model_id
 
 
-# The original code pinned llava-hf/llava-1.5-7b-hf to revision "a272c74"; we load the current files by
-# default (the old revision predates the processor that expands <image>), pass revision= to pin.
+# The original code pinned llava-hf/llava-1.5-7b-hf to revision "a272c74" (original_adaptvis.md §6). We load
+# the hub's current files by default because that 2024 revision was only used with transformers 4.39 and is
+# untested with transformers 5 here; pass revision="a272c74" (or any commit) to pin.
+PAPER_LLAVA_REVISION = "a272c74"
 MODELS: dict[str, ModelEntry] = {}
 
 
