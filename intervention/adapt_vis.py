@@ -80,6 +80,11 @@ class AdaptVis:
         branches = [SMOOTH if s else SHARPEN for s in smooth.tolist()]
         return alphas, branches, compared
 
+    def recorded_confidence(self, compared: torch.Tensor) -> list[float]:
+        """The compared confidences for result records: a rounded value as the 2-decimal number it is
+        (float32 0.3 would otherwise print as 0.30000001...)."""
+        return [round(float(c), 2) if self.round_confidence else float(c) for c in compared]
+
     def run(self, vlm, inputs: BatchFeature, max_new_tokens: int) -> list[AdaptVisAnswer]:
         """The two-step procedure on one prepared batch: confidence at alpha = 1, then answers at the chosen
         per-row alpha."""
@@ -91,7 +96,6 @@ class AdaptVis:
         confidence = session.confidence
         alphas, branches, compared = self.decide(confidence)
         texts = session.answers(alphas)
-        # Record the rounded value as the 2-decimal number it is (float32 0.3 would print as 0.30000001...).
-        shown = [round(float(c), 2) if self.round_confidence else float(c) for c in compared]
+        shown = self.recorded_confidence(compared)
         return [AdaptVisAnswer(text, float(raw), rounded, branch, float(alpha))
                 for text, raw, rounded, branch, alpha in zip(texts, confidence, shown, branches, alphas)]

@@ -187,11 +187,9 @@ def expand_methods(config: RunConfig) -> list[MethodSpec]:
         elif method == "scaling_vis":
             specs.extend(MethodSpec("scaling_vis", weight=w) for w in values("weight"))
         else:
-            for w1, w2, t in itertools.product(values("weight1"), values("weight2"), values("threshold")):
-                if w1 > w2:
-                    logger.warning("weight1 %g > weight2 %g: AdaptVis expects weight1 (low confidence, "
-                                   "smooth) < weight2 (high confidence, sharpen)", w1, w2)
-                specs.append(MethodSpec("adapt_vis", weight1=w1, weight2=w2, threshold=t))
+            # weight1 > weight2 is allowed; intervention.AdaptVis warns about it.
+            specs.extend(MethodSpec("adapt_vis", weight1=w1, weight2=w2, threshold=t) for w1, w2, t in
+                         itertools.product(values("weight1"), values("weight2"), values("threshold")))
     return list(dict.fromkeys(specs))
 
 

@@ -56,8 +56,9 @@ def choose_alphas(spec: MethodSpec, adapt_vis: "AdaptVis | None", confidence: to
         return [AlphaChoice(1.0)] * len(confidence)
     if spec.method == "scaling_vis":
         return [AlphaChoice(float(spec.weight))] * len(confidence)
-    alphas, branches, rounded = adapt_vis.decide(confidence)
-    return [AlphaChoice(float(a), b, float(r)) for a, b, r in zip(alphas, branches, rounded)]
+    alphas, branches, compared = adapt_vis.decide(confidence)
+    return [AlphaChoice(float(a), b, c)
+            for a, b, c in zip(alphas, branches, adapt_vis.recorded_confidence(compared))]
 
 
 def plan_alpha_rounds(needed: Sequence[Sequence[float]]) -> list[list[float]]:

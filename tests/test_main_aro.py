@@ -169,3 +169,9 @@ def test_unwritable_output_directory(tmp_path, data_root, capsys):
     assert main_aro.main(["--data-root", str(data_root), "--output-dir", str(blocker / "out"),
                           "--dataset", "Controlled_Images_A"]) == 2
     assert "cannot write to output directory" in capsys.readouterr().err
+
+
+def test_weight1_above_weight2_runs_with_a_warning(tmp_path, data_root, model_dirs, caplog):
+    assert cli(data_root, tmp_path, model_dirs["llava"], "--dataset", "Controlled_Images_A", "--limit", "1",
+               "--method", "adapt_vis", "--weight1", "1.5", "--weight2", "0.5", "--threshold", "0.4") == 0
+    assert "weight1=1.5 > weight2=0.5" in caplog.text

@@ -32,11 +32,6 @@ def test_expand_methods_builds_the_full_grid_without_duplicates():
     assert {s.method for s in specs} == {"adapt_vis"}
 
 
-def test_weight1_above_weight2_warns(caplog):
-    expand_methods(RunConfig(method=("adapt_vis",), weight1=(1.5,), weight2=(0.5,), threshold=(0.3,)))
-    assert "weight1 1.5 > weight2 0.5" in caplog.text
-
-
 @pytest.mark.parametrize("changes, message", [
     ({"threshold": (1.2,)}, "outside \\[0, 1\\]"),
     ({"weight": (-0.5,)}, "negative"),
