@@ -60,6 +60,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     model.add_argument("--revision", default=None, help="pin the hub revision of the model")
     model.add_argument("--dtype", choices=DTYPES, default=RunConfig.dtype)
     model.add_argument("--device", default=RunConfig.device, help="auto, cuda, cuda:1, mps or cpu")
+    model.add_argument("--device-map", default=None,
+                       help="e.g. auto: spread a model too large for one GPU over several (accelerate)")
     model.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format,
                        help="chat: the model's chat template; paper: the original LLaVA-1.5 string")
     model.add_argument("--max-new-tokens", type=int, default=RunConfig.max_new_tokens,
@@ -105,7 +107,8 @@ def config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunC
         no_round_confidence=args.no_round_confidence, scope=args.scope, option=args.option, split=args.split,
         limit=args.limit, seed=args.seed, data_root=args.data_root, prompt_dir=args.prompt_dir,
         prompt_variant=args.prompt_variant, vsr_split=args.vsr_split, vsr_paper_resize=args.vsr_paper_resize,
-        download=args.download, dtype=args.dtype, device=args.device, batch_size=args.batch_size,
+        download=args.download, dtype=args.dtype, device=args.device, device_map=args.device_map,
+        batch_size=args.batch_size,
         num_workers=args.num_workers, max_new_tokens=args.max_new_tokens, match=args.match,
         prompt_format=args.prompt_format, output_dir=args.output_dir, overwrite=args.overwrite)
 

@@ -76,6 +76,7 @@ class RunConfig:
     download: bool = False
     dtype: str = "auto"
     device: str = "auto"
+    device_map: Optional[str] = None
     batch_size: int = 1
     num_workers: int = 0
     max_new_tokens: int = 10

@@ -82,7 +82,8 @@ def load_dataset(config: RunConfig):
 def load_model(config: RunConfig, shard: Shard):
     from model_zoo import get_model  # imported here: loading transformers models is the slow part
     return get_model(config.model_path or config.model_name, dtype=config.dtype,
-                     device=process_device(shard, config.device), revision=config.revision,
+                     device=process_device(shard, config.device), device_map=config.device_map,
+                     revision=config.revision,
                      prompt_format=config.prompt_format)
 
 
