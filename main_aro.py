@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import fields
 from typing import Optional, Sequence
 
 from common.errors import ToolkitError
@@ -99,18 +100,10 @@ def parse_config(argv: Sequence[str]) -> RunConfig:
 
 
 def config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunConfig:
-    """The RunConfig of parsed arguments (hyper-parameter lists parsed, flags under their field names)."""
-    return RunConfig(
-        dataset=args.dataset, model_name=args.model_name, model_path=args.model_path, revision=args.revision,
-        method=methods, weight=parse_list(args.weight), weight1=parse_list(args.weight1),
-        weight2=parse_list(args.weight2), threshold=parse_list(args.threshold),
-        no_round_confidence=args.no_round_confidence, scope=args.scope, option=args.option, split=args.split,
-        limit=args.limit, seed=args.seed, data_root=args.data_root, prompt_dir=args.prompt_dir,
-        prompt_variant=args.prompt_variant, vsr_split=args.vsr_split, vsr_paper_resize=args.vsr_paper_resize,
-        download=args.download, dtype=args.dtype, device=args.device, device_map=args.device_map,
-        batch_size=args.batch_size,
-        num_workers=args.num_workers, max_new_tokens=args.max_new_tokens, match=args.match,
-        prompt_format=args.prompt_format, output_dir=args.output_dir, overwrite=args.overwrite)
+    """The RunConfig of parsed arguments: flags map to fields by name; hyper-parameter lists are parsed."""
+    values = {field.name: getattr(args, field.name) for field in fields(RunConfig) if hasattr(args, field.name)}
+    values.update({flag: parse_list(values[flag]) for flag in ("weight", "weight1", "weight2", "threshold")})
+    return RunConfig(**{**values, "method": methods})
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
