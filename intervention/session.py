@@ -1,13 +1,24 @@
 """One prepared batch, answered at any alpha: the interface every method of the CLI goes through.
 
     session = open_session(vlm, inputs, max_new_tokens=10)
-    session.confidence          # (B,) max softmax prob of the first generated token at alpha = 1
-    session.answers(1.0)        # == stock greedy generation
-    session.answers([0.5, 2.0]) # per-row alpha
+    session.confidence                      # (B,) max softmax prob of the first generated token at alpha = 1
+    session.answers(1.0)                    # == stock greedy generation
+    session.answers([0.5, 2.0])             # per-row alpha
+    session.answers_rounds([[0.5, 2.0], [1.0, 1.0]])   # several alpha vectors at once
 
-The current implementation is the naive one: one single-token generate for the confidence, one full
-generate per `answers()` call (alpha = 1 answers are cached). It is kept narrow on purpose so a faster
-engine (prefix sharing: the prompt prefix is alpha-independent) can replace the internals.
+Two engines give the same answers:
+
+* `engine="prefix"` (default, `PrefixSession`): the prompt's positions [0, n-1) run once per batch
+  (`intervention.prefix`); the confidence is the alpha = 1 step of the last prompt token, whose cache
+  then continues into the alpha = 1 answers; every other (row, alpha) pair is one row of a batched
+  branch that forks the shared prefix, runs the last token at its alpha and decodes greedily. Each
+  (row, alpha) is computed at most once per session, and `answers_rounds` runs all pairs it needs in
+  as few batched steps as memory allows (`max_rows`).
+* `engine="naive"` (`NaiveSession`): a one-token generate for the confidence and one full generate per
+  `answers()` call. Slow, but it is stock `generate` under ScalingVis: the oracle for tests and benchmarks.
+
+Cost per batch with the prefix engine (V = vision tower, P = prefix prefill, D = one batched step):
+confidence = V + P + D; each further alpha set adds D + (answer length - 1) * D.
 """
 from __future__ import annotations
 
@@ -16,13 +27,17 @@ from typing import Iterable, Sequence
 import torch
 from transformers import BatchFeature
 
+from common.errors import ToolkitError
+from intervention.prefix import Branch, Prefix, run_prefix
 from intervention.scaling_vis import ScalingVis, validate_alpha
 from intervention.state import SCOPES
-from common.errors import ToolkitError
+
+ENGINES = ("prefix", "naive")
+DEFAULT_MIN_ROWS = 8
 
 
 class AnswerSession:
-    """Answers for one batch of inputs at different alphas (see `open_session`)."""
+    """Answers for one batch of inputs at different alphas (see `open_session`); base of both engines."""
 
     def __init__(self, vlm, inputs: BatchFeature, *, max_new_tokens: int, scope: str = "prefill",
                  layers: Iterable[int] | None = None):
@@ -36,19 +51,47 @@ class AnswerSession:
         self.scope = scope
         self.layers = None if layers is None else tuple(layers)
         self.batch_size = int(inputs["input_ids"].shape[0])
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        """(B,) float32: max over the whole vocabulary of softmax(first-token logits) at alpha = 1."""
+        raise NotImplementedError
+
+    def answers(self, alpha: float | Sequence[float] | torch.Tensor) -> list[str]:
+        """Greedy decoded answers with ScalingVis at `alpha` (one value, or one per batch row)."""
+        raise NotImplementedError
+
+    def answers_rounds(self, rounds: Sequence[Sequence[float]]) -> list[list[str]]:
+        """`[answers(alphas) for alphas in rounds]`; engines may compute all rounds together."""
+        return [self.answers(alphas) for alphas in rounds]
+
+    def _row_alphas(self, alpha) -> list[float]:
+        """One alpha per row, each as the float32 value the attention uses (so 0.8 and float32(0.8) agree)."""
+        values = torch.as_tensor(validate_alpha(alpha), dtype=torch.float32).flatten()
+        if values.numel() == 1:
+            values = values.expand(self.batch_size)
+        if values.numel() != self.batch_size:
+            raise ToolkitError(f"alpha has {values.numel()} values but the batch has {self.batch_size} rows; give "
+                               f"one alpha or one per row")
+        return values.tolist()
+
+
+class NaiveSession(AnswerSession):
+    """Stock generate for everything: a one-token generate for the confidence, a full generate per call."""
+
+    def __init__(self, vlm, inputs, **kwargs):
+        super().__init__(vlm, inputs, **kwargs)
         self._confidence: torch.Tensor | None = None
         self._baseline: list[str] | None = None
 
     @property
     def confidence(self) -> torch.Tensor:
-        """(B,) float32: max over the whole vocabulary of softmax(first-token logits) at alpha = 1."""
         if self._confidence is None:
             out = self.vlm.generate_ids(self.inputs, 1, output_logits=True, return_dict_in_generate=True)
             self._confidence = first_token_confidence(out.logits[0])
         return self._confidence
 
-    def answers(self, alpha: float | Sequence[float] | torch.Tensor) -> list[str]:
-        """Greedy decoded answers with ScalingVis at `alpha` (one value, or one per batch row)."""
+    def answers(self, alpha):
         alpha = validate_alpha(alpha)
         if _all_ones(alpha):
             if self._baseline is None:
@@ -58,10 +101,80 @@ class AnswerSession:
             return self.vlm.generate(self.inputs, self.max_new_tokens)
 
 
+class PrefixSession(AnswerSession):
+    """Prefix-shared answers (see the module docstring). `max_rows` bounds the rows of one batched
+    branch: each row holds its own copy of the prompt's key/value cache while it decodes."""
+
+    def __init__(self, vlm, inputs, *, max_rows: int | None = None, **kwargs):
+        super().__init__(vlm, inputs, **kwargs)
+        if max_rows is not None and max_rows < 1:
+            raise ToolkitError(f"max_rows must be >= 1, got {max_rows}")
+        self.max_rows = max_rows or max(self.batch_size, DEFAULT_MIN_ROWS)
+        self._prefix: Prefix | None = None
+        self._base: Branch | None = None
+        self._texts: dict[tuple[int, float], str] = {}
+        self.branch_calls = 0  # batched branches run so far (for tests and benchmarks)
+
+    @property
+    def prefix(self) -> Prefix:
+        if self._prefix is None:
+            self._prefix = run_prefix(self.vlm, self.inputs, self.max_new_tokens)
+        return self._prefix
+
+    @property
+    def base(self) -> Branch:
+        """The alpha = 1 branch over all rows; its first step gives the confidence."""
+        if self._base is None:
+            rows = torch.arange(self.batch_size)
+            self._base = Branch(self.prefix, rows, torch.ones(self.batch_size), self.scope, self.layers)
+            self._base.step()
+        return self._base
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return first_token_confidence(self.base.first_logits)
+
+    def answers(self, alpha):
+        return self.answers_rounds([alpha])[0]
+
+    def answers_rounds(self, rounds):
+        per_round = [self._row_alphas(alphas) for alphas in rounds]
+        self._compute({(row, a) for alphas in per_round for row, a in enumerate(alphas)})
+        return [[self._texts[(row, a)] for row, a in enumerate(alphas)] for alphas in per_round]
+
+    def _compute(self, pairs: set[tuple[int, float]]) -> None:
+        missing = sorted(p for p in pairs if p not in self._texts)
+        if any(alpha == 1.0 for _, alpha in missing):
+            self._store(self.base.rows, self.base.alphas, self.base.run())
+        scaled = [p for p in missing if p[1] != 1.0]
+        for start in range(0, len(scaled), self.max_rows):
+            chunk = scaled[start:start + self.max_rows]
+            rows = torch.tensor([row for row, _ in chunk])
+            alphas = torch.tensor([alpha for _, alpha in chunk], dtype=torch.float32)
+            branch = Branch(self.prefix, rows, alphas, self.scope, self.layers)
+            self.branch_calls += 1
+            self._store(rows, alphas, branch.run())
+
+    def _store(self, rows: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor) -> None:
+        texts = [text.strip() for text in
+                 self.vlm.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        for row, alpha, text in zip(rows.tolist(), alphas.tolist(), texts):
+            self._texts[(row, alpha)] = text
+
+
 def open_session(vlm, inputs: BatchFeature, *, max_new_tokens: int, scope: str = "prefill",
-                 layers: Iterable[int] | None = None) -> AnswerSession:
-    """Start answering one prepared batch (`vlm.prepare(...)` output)."""
-    return AnswerSession(vlm, inputs, max_new_tokens=max_new_tokens, scope=scope, layers=layers)
+                 layers: Iterable[int] | None = None, engine: str = "prefix",
+                 max_rows: int | None = None) -> AnswerSession:
+    """Start answering one prepared batch (`vlm.prepare(...)` output).
+
+    engine: "prefix" (default: shared prompt prefix, batched alphas) or "naive" (stock generate per call,
+        the reference). max_rows (prefix engine): most rows in one batched branch (default max(B, 8)).
+    """
+    if engine not in ENGINES:
+        raise ToolkitError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "naive":
+        return NaiveSession(vlm, inputs, max_new_tokens=max_new_tokens, scope=scope, layers=layers)
+    return PrefixSession(vlm, inputs, max_new_tokens=max_new_tokens, scope=scope, layers=layers, max_rows=max_rows)
 
 
 def first_token_confidence(logits: torch.Tensor) -> torch.Tensor:

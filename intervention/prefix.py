@@ -1,0 +1,287 @@
+"""Prefix sharing: run the prompt once up to its last token, then only that token per alpha.
+
+ScalingVis changes only the attention row of the last prompt position n-1. By causality, no position
+before n-1 attends to it, so the hidden states and key/values of positions [0, n-1) are the same for
+every alpha (transformers_attention.md §5.1, verified bit-identical). The engine therefore:
+
+1. prepares the batch exactly as stock `generate` would (`prepare_generation`, below): vision features,
+   position ids (LLaMA-style `cumsum(mask) - 1`; Qwen's 4-row text + M-RoPE ids from `get_rope_index`,
+   with `model.model.rope_deltas` set), the attention mask (dropped when nothing is padded), and the
+   logits processors / stopping criteria built from the effective generation config (which includes
+   the checkpoint's defaults, e.g. a repetition penalty);
+2. prefills positions [0, n-1) once (`Prefix`): one vision pass, one prefix pass, `logits_to_keep=1`;
+3. runs each set of per-row alphas as a `Branch`: a fork of the prefix cache restricted to (possibly
+   repeated) batch rows, the last prompt token with ScalingVis at the branch's alphas, then greedy
+   decoding with generate's own processors and stopping rules, so answers are token for token those of
+   `generate` under the same alphas.
+
+Forks are shallow: the fork copies the Cache object and its layer objects but shares the key/value
+tensors. That is safe because `DynamicLayer.update` rebinds `self.keys = torch.cat(...)` and never
+writes in place (checked by `check_cache_layers` and by tests); a restricted fork gets new tensors from
+indexing. So the shared prefix is never mutated, however many branches grow from it.
+
+Sliding-window caches are refused by ScalingVis itself; StaticCache-style layers (in-place writes) are
+refused here because shallow forks of them would share storage.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+from transformers import BatchFeature
+from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+from common.errors import ToolkitError
+from intervention.scaling_vis import ScalingVis
+
+# Per-token model inputs (sliced like input_ids) and how generate extends them for each new token:
+# token_type_ids repeat their last value, mm_token_type_ids get 0 (= text).
+_PER_TOKEN_EXTENSION = {"token_type_ids": "repeat_last", "mm_token_type_ids": "zeros"}
+# Logits processors that act row by row (no per-batch state), so a branch may run any subset of rows.
+ROW_WISE_PROCESSORS = frozenset({
+    "RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor", "MinLengthLogitsProcessor",
+    "MinNewTokensLengthLogitsProcessor", "NoBadWordsLogitsProcessor", "SequenceBiasLogitsProcessor",
+    "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor", "ForcedBOSTokenLogitsProcessor",
+    "ForcedEOSTokenLogitsProcessor", "InfNanRemoveLogitsProcessor", "ExponentialDecayLengthPenalty",
+})
+
+
+@dataclass
+class GenerationSetup:
+    """What stock `generate` prepared for one batch, captured right before its decoding loop."""
+
+    input_ids: torch.Tensor                      # (B, n), left-padded
+    attention_mask: torch.Tensor | None          # (B, n); None when no row is padded (as generate does)
+    position_ids: torch.Tensor                   # (B, n) or (4, B, n) for Qwen (text row + M-RoPE rows)
+    per_token: dict[str, torch.Tensor]           # e.g. mm_token_type_ids (B, n)
+    prefill_only: dict                           # e.g. mm_encoder_outputs: only the prefix forward needs them
+    cache: object                                # the empty cache generate created
+    processors: list
+    stopping: list
+    pad_token: torch.Tensor | None
+    rope_deltas: torch.Tensor | None             # (B, 1) for M-RoPE models
+
+
+def prepare_generation(vlm, inputs: BatchFeature, max_new_tokens: int) -> GenerationSetup:
+    """Run `generate`'s input preparation (and vision encoder) through its public `custom_generate` hook,
+    stopping before the first forward, so every later step sees exactly what generate would pass."""
+    captured: dict = {}
+
+    def capture(model, input_ids, logits_processor=None, stopping_criteria=None, generation_config=None,
+                **model_kwargs):
+        captured.update(input_ids=input_ids, processors=logits_processor, stopping=stopping_criteria,
+                        pad_token=generation_config._pad_token_tensor, model_kwargs=model_kwargs)
+        return input_ids
+
+    model = vlm.model
+    with torch.inference_mode():
+        model.generate(**inputs, generation_config=vlm.generation_config(max_new_tokens), custom_generate=capture)
+    kwargs = dict(captured["model_kwargs"])
+    input_ids = captured["input_ids"]
+    unknown = [type(p).__name__ for p in captured["processors"] if type(p).__name__ not in ROW_WISE_PROCESSORS]
+    if unknown:
+        raise ToolkitError(f"the prefix-sharing engine cannot apply the logits processors {unknown} of this "
+                           f"model's generation config; use open_session(..., engine='naive')")
+    per_token = {k: kwargs.pop(k) for k in list(kwargs) if k in _PER_TOKEN_EXTENSION}
+    prefill_only = {k: kwargs.pop(k) for k in ("mm_encoder_outputs",) if k in kwargs}
+    for k, v in kwargs.items():
+        if k not in ("attention_mask", "position_ids", "past_key_values", "use_cache", "logits_to_keep"):
+            prefill_only[k] = v  # anything else generate would forward only with the prompt
+    inner = getattr(model, "model", None)
+    rope_deltas = getattr(inner, "rope_deltas", None) if vlm.spec.rope == "mrope" else None
+    return GenerationSetup(input_ids, kwargs.get("attention_mask"), kwargs["position_ids"], per_token, prefill_only,
+                           kwargs["past_key_values"], list(captured["processors"]), captured["stopping"],
+                           captured["pad_token"], rope_deltas)
+
+
+@dataclass
+class Prefix:
+    """The batch's prompt with positions [0, n-1) already run: the cache every branch forks from."""
+
+    vlm: object
+    setup: GenerationSetup
+    cache: object
+    image_mask: torch.Tensor                     # (B, n): input_ids == image_token_id
+
+    @property
+    def length(self) -> int:
+        """n, the full prompt length (the prefix holds n - 1 positions)."""
+        return self.setup.input_ids.shape[1]
+
+    @property
+    def batch_size(self) -> int:
+        return self.setup.input_ids.shape[0]
+
+    def fork(self, rows: torch.Tensor | None = None):
+        """A cache holding the prefix of batch rows `rows` (all rows when None; rows may repeat).
+
+        Shares the prefix tensors when all rows are kept in order (see the module docstring);
+        otherwise indexes them into new tensors. Never modifies `self.cache`.
+        """
+        fork = copy.copy(self.cache)
+        fork.layers = [copy.copy(layer) for layer in self.cache.layers]
+        if rows is not None and not _is_identity(rows, self.batch_size):
+            fork.batch_select_indices(rows.to(self.setup.input_ids.device))
+        return fork
+
+
+def run_prefix(vlm, inputs: BatchFeature, max_new_tokens: int) -> Prefix:
+    """Vision encoder and the prompt's positions [0, n-1), once for the whole batch."""
+    setup = prepare_generation(vlm, inputs, max_new_tokens)
+    n = setup.input_ids.shape[1]
+    if n < 2:
+        raise ToolkitError("the prompt has a single token; prefix sharing needs at least two")
+    check_cache_layers(setup.cache)
+    with torch.inference_mode():
+        vlm.model(input_ids=setup.input_ids[:, :n - 1], attention_mask=_columns(setup.attention_mask, 0, n - 1),
+                  position_ids=setup.position_ids[..., :n - 1], past_key_values=setup.cache, use_cache=True,
+                  logits_to_keep=1, **{k: v[:, :n - 1] for k, v in setup.per_token.items()}, **setup.prefill_only)
+    setup.prefill_only = {}  # the vision features are in the cache now; free them
+    image_mask = setup.input_ids == vlm.image_token_id
+    return Prefix(vlm, setup, setup.cache, image_mask)
+
+
+def check_cache_layers(cache) -> None:
+    """Refuse cache layers a shallow fork would share storage with (in-place writes) or that drop keys."""
+    for layer in getattr(cache, "layers", []):
+        if type(layer) is not DynamicLayer or isinstance(layer, DynamicSlidingWindowLayer):
+            raise ToolkitError(f"prefix sharing needs plain dynamic cache layers, got {type(layer).__name__}; use "
+                               f"open_session(..., engine='naive')")
+
+
+@dataclass
+class Branch:
+    """Greedy decoding of some batch rows at per-row alphas, grown from a fork of the shared prefix.
+
+    `step()` runs one forward (the last prompt token first, then one generated token per call) and
+    applies generate's processors, greedy choice, padding of finished rows and stopping criteria.
+    """
+
+    prefix: Prefix
+    rows: torch.Tensor                           # (k,) batch rows, may repeat
+    alphas: torch.Tensor                         # (k,) float32
+    scope: str = "prefill"
+    layers: tuple | None = None
+    first_logits: torch.Tensor | None = None     # (k, vocab) float32 raw logits of the first generated token
+    _state: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        setup, n = self.prefix.setup, self.prefix.length
+        rows = self.rows.to(setup.input_ids.device)
+        self._state = {
+            "cache": self.prefix.fork(rows),
+            "sequences": setup.input_ids[rows],
+            "mask": None if setup.attention_mask is None else setup.attention_mask[rows],
+            "positions": _rows(setup.position_ids, rows)[..., n - 1:],
+            "next_ids": setup.input_ids[rows, n - 1:],
+            "per_token": {k: v[rows, n - 1:] for k, v in setup.per_token.items()},
+            "unfinished": torch.ones(len(rows), dtype=torch.long, device=setup.input_ids.device),
+        }
+
+    @property
+    def finished(self) -> bool:
+        return not bool(self._state["unfinished"].any())
+
+    @property
+    def new_tokens(self) -> torch.Tensor:
+        """(k, generated so far), pad after a row's EOS, as in generate's output."""
+        return self._state["sequences"][:, self.prefix.length:]
+
+    def run(self) -> torch.Tensor:
+        """Decode until every row stopped; returns `new_tokens`."""
+        with self._intervention():
+            while not self.finished:
+                self._step()
+        return self.new_tokens
+
+    def step(self) -> torch.Tensor:
+        """One forward; returns its raw float32 logits (k, vocab)."""
+        with self._intervention():
+            return self._step()
+
+    def _intervention(self):
+        if bool((self.alphas == 1.0).all()):
+            return _Nothing()
+        scaling = ScalingVis(self.prefix.vlm, alpha=self.alphas, scope=self.scope, layers=self.layers)
+        return _Pinned(scaling, self.prefix.length, self.prefix.image_mask[self.rows.to(self.prefix.image_mask.device)])
+
+    def _step(self) -> torch.Tensor:
+        s, setup = self._state, self.prefix.setup
+        self._sync_rope_deltas()
+        with torch.inference_mode():
+            out = self.prefix.vlm.model(input_ids=s["next_ids"], attention_mask=s["mask"], position_ids=s["positions"],
+                                        past_key_values=s["cache"], use_cache=True, logits_to_keep=1,
+                                        **s["per_token"])
+            logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+            scores = logits
+            for processor in setup.processors:
+                scores = processor(s["sequences"], scores)
+            tokens = torch.argmax(scores, dim=-1)
+            if setup.pad_token is not None:
+                tokens = tokens * s["unfinished"] + setup.pad_token.to(tokens.device) * (1 - s["unfinished"])
+            s["sequences"] = torch.cat([s["sequences"], tokens[:, None]], dim=-1)
+            s["unfinished"] = s["unfinished"] & ~setup.stopping(s["sequences"], scores)
+        if self.first_logits is None:
+            self.first_logits = logits
+        self._advance_inputs(tokens, out.past_key_values)
+        return logits
+
+    def _advance_inputs(self, tokens: torch.Tensor, cache) -> None:
+        """Inputs of the next step, extended as generate's `_update_model_kwargs_for_generation` does."""
+        s = self._state
+        s["cache"] = cache
+        s["next_ids"] = tokens[:, None]
+        s["positions"] = s["positions"][..., -1:] + 1
+        if s["mask"] is not None:
+            s["mask"] = torch.cat([s["mask"], s["mask"].new_ones((s["mask"].shape[0], 1))], dim=-1)
+        for key, values in s["per_token"].items():
+            last = values[:, -1:]
+            s["per_token"][key] = last if _PER_TOKEN_EXTENSION[key] == "repeat_last" else torch.zeros_like(last)
+
+    def _sync_rope_deltas(self) -> None:
+        # Positions are always passed explicitly; keeping the model's cached M-RoPE offsets in step with the
+        # rows being decoded means a forward without positions (e.g. a later generate continuation) agrees.
+        deltas = self.prefix.setup.rope_deltas
+        if deltas is not None:
+            self.prefix.vlm.model.model.rope_deltas = deltas[self.rows.to(deltas.device)]
+
+
+class _Pinned:
+    """ScalingVis entered with the prompt pinned (the prefix and steps are fed in pieces)."""
+
+    def __init__(self, scaling: ScalingVis, prompt_length: int, image_mask: torch.Tensor):
+        self.scaling, self.prompt_length, self.image_mask = scaling, prompt_length, image_mask
+
+    def __enter__(self):
+        self.scaling.__enter__()
+        try:
+            self.scaling.pin(self.prompt_length, self.image_mask)
+        except BaseException:
+            self.scaling.__exit__(None, None, None)
+            raise
+        return self.scaling
+
+    def __exit__(self, *exc):
+        self.scaling.__exit__(*exc)
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _is_identity(rows: torch.Tensor, batch_size: int) -> bool:
+    return len(rows) == batch_size and bool((rows.cpu() == torch.arange(batch_size)).all())
+
+
+def _rows(position_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Select batch rows of (B, n) or (R, B, n) position ids."""
+    return position_ids[rows] if position_ids.dim() == 2 else position_ids[:, rows]
+
+
+def _columns(mask: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
+    return None if mask is None else mask[:, start:stop]
