@@ -26,7 +26,7 @@ refused here because shallow forks of them would share storage.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from transformers import BatchFeature
@@ -150,33 +150,32 @@ def check_cache_layers(cache) -> None:
                                f"open_session(..., engine='naive')")
 
 
-@dataclass
 class Branch:
     """Greedy decoding of some batch rows at per-row alphas, grown from a fork of the shared prefix.
 
-    `step()` runs one forward (the last prompt token first, then one generated token per call) and
-    applies generate's processors, greedy choice, padding of finished rows and stopping criteria.
+    rows: (k,) batch rows, may repeat; alphas: (k,) their alphas. `step()` runs one forward (the last
+    prompt token first, then one generated token per call) and applies generate's processors, greedy
+    choice, padding of finished rows and stopping criteria. `first_logits` keeps the raw float32
+    logits of the first generated token; with `record_logits` every step's are kept in `logits`.
     """
 
-    prefix: Prefix
-    rows: torch.Tensor                           # (k,) batch rows, may repeat
-    alphas: torch.Tensor                         # (k,) float32
-    scope: str = "prefill"
-    layers: tuple | None = None
-    first_logits: torch.Tensor | None = None     # (k, vocab) float32 raw logits of the first generated token
-    _state: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        setup, n = self.prefix.setup, self.prefix.length
-        rows = self.rows.to(setup.input_ids.device)
+    def __init__(self, prefix: Prefix, rows: torch.Tensor, alphas: torch.Tensor, scope: str = "prefill",
+                 layers: tuple | None = None, record_logits: bool = False):
+        setup, n = prefix.setup, prefix.length
+        self.prefix, self.scope, self.layers = prefix, scope, layers
+        self.rows = rows.to(setup.input_ids.device)
+        self.alphas = alphas.to(torch.float32)
+        self.record_logits = record_logits
+        self.first_logits: torch.Tensor | None = None
+        self.logits: list[torch.Tensor] = []
         self._state = {
-            "cache": self.prefix.fork(rows),
-            "sequences": setup.input_ids[rows],
-            "mask": None if setup.attention_mask is None else setup.attention_mask[rows],
-            "positions": _rows(setup.position_ids, rows)[..., n - 1:],
-            "next_ids": setup.input_ids[rows, n - 1:],
-            "per_token": {k: v[rows, n - 1:] for k, v in setup.per_token.items()},
-            "unfinished": torch.ones(len(rows), dtype=torch.long, device=setup.input_ids.device),
+            "cache": prefix.fork(self.rows),
+            "sequences": setup.input_ids[self.rows],
+            "mask": None if setup.attention_mask is None else setup.attention_mask[self.rows],
+            "positions": _rows(setup.position_ids, self.rows)[..., n - 1:],
+            "next_ids": setup.input_ids[self.rows, n - 1:],
+            "per_token": {k: v[self.rows, n - 1:] for k, v in setup.per_token.items()},
+            "unfinished": torch.ones(len(self.rows), dtype=torch.long, device=setup.input_ids.device),
         }
 
     @property
@@ -224,6 +223,8 @@ class Branch:
             s["unfinished"] = s["unfinished"] & ~setup.stopping(s["sequences"], scores)
         if self.first_logits is None:
             self.first_logits = logits
+        if self.record_logits:
+            self.logits.append(logits)
         self._advance_inputs(tokens, out.past_key_values)
         return logits
 

@@ -1,0 +1,133 @@
+"""The prefix-sharing engine (intervention.prefix) against stock generate on tiny models of every family:
+token-for-token answers and per-step logits, forks that never touch the shared prefix, positions."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from common.errors import ToolkitError
+from intervention import ScalingVis, open_session
+from intervention.prefix import Branch, run_prefix
+from tests.conftest import two_sample_inputs
+
+STEPS = 3
+# Row 0's square image gives Qwen a 2x2 merged grid, so its M-RoPE positions run 2 behind its token
+# index (rope_delta -2, pitfall 3); LLaVA-NeXT gets different image-token counts per row (anyres).
+SIZES = ((56, 56), (30, 60))
+
+
+def _generate(vlm, inputs, alpha, scope="prefill", layers=None):
+    """Stock generate under ScalingVis: new tokens (B, T) and raw logits (B, T, V)."""
+    with ScalingVis(vlm, alpha=alpha, scope=scope, layers=layers):
+        out = vlm.generate_ids(inputs, STEPS, output_logits=True, return_dict_in_generate=True)
+    return out.sequences[:, inputs["input_ids"].shape[1]:], torch.stack(out.logits, dim=1)
+
+
+def _branch(prefix, rows, alphas, **kwargs):
+    branch = Branch(prefix, torch.tensor(rows), torch.tensor(alphas, dtype=torch.float32), record_logits=True,
+                    **kwargs)
+    tokens = branch.run()
+    return tokens, torch.stack(branch.logits, dim=1)
+
+
+def test_branches_equal_generate_token_for_token(tiny_vlm, family):
+    """Per-row alpha in a left-padded batch (LLaVA-NeXT: different image-token counts), all steps."""
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    prefix = run_prefix(tiny_vlm, inputs, STEPS)
+    if family == "llava_next":
+        counts = prefix.image_mask.sum(-1)
+        assert counts[0] != counts[1]
+    results = {}
+    for alphas in ([0.0, 2.0], [1.0, 1.0]):
+        expected_tokens, expected_logits = _generate(tiny_vlm, inputs, alphas)
+        tokens, logits = _branch(prefix, [0, 1], alphas)
+        assert torch.equal(tokens, expected_tokens)
+        assert (logits - expected_logits).abs().max().item() <= 1e-5
+        results[alphas[0]] = logits
+    assert (results[0.0][:, 0] - results[1.0][:, 0]).abs().max().item() > 1e-4  # the alphas really act
+
+
+def test_repeated_and_reordered_rows_equal_their_own_batches(tiny_vlm):
+    """One branch holding (row, alpha) pairs of several alpha vectors equals generate per vector."""
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    prefix = run_prefix(tiny_vlm, inputs, STEPS)
+    tokens, logits = _branch(prefix, [1, 0, 1], [0.5, 2.0, 2.0])
+    low_tokens, low_logits = _generate(tiny_vlm, inputs, 0.5)
+    high_tokens, high_logits = _generate(tiny_vlm, inputs, 2.0)
+    assert torch.equal(tokens, torch.stack([low_tokens[1], high_tokens[0], high_tokens[1]]))
+    expected = torch.stack([low_logits[1], high_logits[0], high_logits[1]])
+    assert (logits - expected).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("scope, layers", [("all", None), ("prefill", (1,)), ("all", (0,))])
+def test_scope_all_and_layer_subsets_equal_generate(tiny_vlm, scope, layers):
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    prefix = run_prefix(tiny_vlm, inputs, STEPS)
+    expected_tokens, expected_logits = _generate(tiny_vlm, inputs, [0.0, 2.0], scope, layers)
+    tokens, logits = _branch(prefix, [0, 1], [0.0, 2.0], scope=scope, layers=layers)
+    assert torch.equal(tokens, expected_tokens)
+    assert (logits - expected_logits).abs().max().item() <= 1e-5
+
+
+def _snapshot(cache):
+    return [(layer.keys, layer.values, layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+
+
+def test_forks_never_mutate_the_shared_prefix_cache(tiny_vlm):
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    prefix = run_prefix(tiny_vlm, inputs, STEPS)
+    n = inputs["input_ids"].shape[1]
+    before = _snapshot(prefix.cache)
+    for rows, alphas, scope in (([0, 1], [1.0, 1.0], "prefill"), ([1, 1, 0], [0.0, 2.0, 0.5], "all"),
+                                ([0, 1], [0.5, 0.5], "prefill")):
+        Branch(prefix, torch.tensor(rows), torch.tensor(alphas), scope=scope).run()
+    assert prefix.cache.get_seq_length() == n - 1
+    for layer, (keys, values, key_copy, value_copy) in zip(prefix.cache.layers, before):
+        assert layer.keys is keys and layer.values is values  # never rebound ...
+        assert torch.equal(keys, key_copy) and torch.equal(values, value_copy)  # ... nor written in place
+
+
+def test_dynamic_layer_update_rebinds_instead_of_writing_in_place(tiny_vlm):
+    """The property shallow forks rely on (transformers_attention.md pitfall 12): re-checked here so that
+    a transformers release that starts writing cache tensors in place fails loudly."""
+    prefix = run_prefix(tiny_vlm, two_sample_inputs(tiny_vlm, sizes=SIZES), STEPS)
+    layer = prefix.cache.layers[0]
+    fork = copy.copy(layer)
+    keys = layer.keys
+    fork.update(torch.zeros_like(keys[:, :, :1]), torch.zeros_like(keys[:, :, :1]))
+    assert layer.keys is keys and fork.keys is not keys
+    assert fork.keys.shape[2] == keys.shape[2] + 1
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
+def test_qwen_rope_deltas_follow_the_decoded_rows(tiny_vlm):
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    prefix = run_prefix(tiny_vlm, inputs, STEPS)
+    _, deltas = tiny_vlm.model.model.get_rope_index(
+        inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"],
+        attention_mask=inputs["attention_mask"])
+    assert bool((deltas != 0).any())  # the wide image really shifts the positions (pitfall 3)
+    Branch(prefix, torch.tensor([1, 0, 1]), torch.tensor([2.0, 2.0, 0.5])).run()
+    assert torch.equal(tiny_vlm.model.model.rope_deltas, deltas[[1, 0, 1]])
+
+
+@pytest.mark.parametrize("family", ["llava"])
+def test_generation_config_defaults_apply_as_in_generate(tiny_vlm):
+    """A checkpoint's repetition penalty (Qwen2-VL ships 1.05) reaches generate; the engine applies it too."""
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    config = tiny_vlm.model.generation_config
+    try:
+        config.repetition_penalty = 5.0
+        prefix = run_prefix(tiny_vlm, inputs, STEPS)
+        assert [type(p).__name__ for p in prefix.setup.processors] == ["RepetitionPenaltyLogitsProcessor"]
+        expected, _ = _generate(tiny_vlm, inputs, [0.0, 2.0])
+        tokens, _ = _branch(prefix, [0, 1], [0.0, 2.0])
+        assert torch.equal(tokens, expected)
+        config.guidance_scale = 1.5  # classifier-free guidance needs the whole batch: not supported
+        with pytest.raises(ToolkitError, match="engine='naive'"):
+            open_session(tiny_vlm, inputs, max_new_tokens=STEPS).confidence
+    finally:
+        config.repetition_penalty, config.guidance_scale = None, None
