@@ -76,15 +76,20 @@ def _resolve_dtype(dtype: str):
 
 
 def _resolve_device(device: str) -> str:
-    if device not in DEVICES:
-        raise ToolkitError(f"unknown device {device!r}; use one of {', '.join(DEVICES)}")
+    """"auto" → cuda, mps or cpu; otherwise a device such as "cuda", "cuda:1" or "cpu", checked to exist."""
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and (kind == "auto" or not index.isdigit())):
+        raise ToolkitError(f"unknown device {device!r}; use one of {', '.join(DEVICES)} (cuda may take an index, "
+                           f"e.g. cuda:1)")
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"
         return "mps" if torch.backends.mps.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ToolkitError("device 'cuda' requested but torch sees no CUDA GPU; use --device cpu or auto")
-    if device == "mps" and not torch.backends.mps.is_available():
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ToolkitError(f"device {device!r} requested but torch sees no CUDA GPU; use --device cpu or auto")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ToolkitError(f"device {device!r} requested but torch sees {torch.cuda.device_count()} GPU(s)")
+    if kind == "mps" and not torch.backends.mps.is_available():
         raise ToolkitError("device 'mps' requested but torch has no MPS backend here; use --device cpu or auto")
     return device
 

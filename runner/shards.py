@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.errors import ToolkitError
 from runner.records import SAMPLES_FILE, RunFolder, read_records, write_jsonl_atomic
 
 PART_GLOB = "samples.rank*.jsonl"
@@ -36,25 +37,33 @@ class Shard:
 
     def barrier(self) -> None:
         if self.world > 1:
-            from accelerate import PartialState
-            PartialState().wait_for_everyone()
+            _distributed_state().wait_for_everyone()
+
+
+def _distributed_state():
+    """accelerate's process state; on machines without CUDA it must be told to use CPU processes (gloo)."""
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
 
 
 def current_shard() -> Shard:
-    """The shard of this process: accelerate's rank and world size when launched by it, else (0, 1)."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    """The shard of this process: its rank and the world size when started by `accelerate launch` or
+    `torchrun`, else (0, 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
         return Shard()
-    from accelerate import PartialState
-    state = PartialState()
+    state = _distributed_state()
+    if state.num_processes != world:
+        raise ToolkitError(f"WORLD_SIZE is {world} but accelerate set up {state.num_processes} process(es); "
+                           f"launch with `accelerate launch` (or torchrun) so the processes can coordinate")
     return Shard(state.process_index, state.num_processes)
 
 
 def process_device(shard: Shard, requested: str) -> str:
     """The device of this process: accelerate's per-process device when sharded, else the flag's value."""
-    if shard.world == 1:
-        return requested
-    from accelerate import PartialState
-    return str(PartialState().device)
+    return requested if shard.world == 1 else str(_distributed_state().device)
 
 
 def merge_parts(folder: Path, order: dict[str, int]) -> list[dict]:

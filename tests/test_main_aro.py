@@ -1,7 +1,11 @@
 """End-to-end runs of main_aro.py on generated fixture data with tiny random models saved to disk."""
 import json
 import logging
+import os
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -175,3 +179,24 @@ def test_weight1_above_weight2_runs_with_a_warning(tmp_path, data_root, model_di
     assert cli(data_root, tmp_path, model_dirs["llava"], "--dataset", "Controlled_Images_A", "--limit", "1",
                "--method", "adapt_vis", "--weight1", "1.5", "--weight2", "0.5", "--threshold", "0.4") == 0
     assert "weight1=1.5 > weight2=0.5" in caplog.text
+
+
+def test_two_real_processes_merge_into_the_single_process_result(tmp_path, data_root, model_dirs):
+    """torchrun starts the same processes as `accelerate launch` (WORLD_SIZE, RANK; gloo on CPU)."""
+    flags = ["--dataset", "Controlled_Images_A", "--method", "scaling_vis", "--weight", "0.5", "--data-root",
+             str(data_root), "--model-path", model_dirs["llava"], "--max-new-tokens", "3"]
+    assert main_aro.main([*flags, "--output-dir", str(tmp_path / "single")]) == 0
+    repo = Path(main_aro.__file__).resolve().parent
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           str(repo / "main_aro.py"), *flags, "--output-dir", str(tmp_path / "sharded")],
+                          capture_output=True, text=True, timeout=300, cwd=repo,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    [single], [sharded] = run_folders(tmp_path / "single"), run_folders(tmp_path / "sharded")
+    assert (sharded / "results.json").read_text() == (single / "results.json").read_text()
+    one, two = read_records(single / "samples.jsonl"), read_records(sharded / "samples.jsonl")
+    # Each process runs one thread, so reductions (and the last digits of confidences) may differ.
+    assert [(r["id"], r["generation"], r["correct"]) for r in one] == \
+        [(r["id"], r["generation"], r["correct"]) for r in two]
+    assert all(abs(a["confidence"] - b["confidence"]) < 1e-6 for a, b in zip(one, two))
+    assert not list(sharded.glob("samples.rank*.jsonl"))
