@@ -1,27 +1,28 @@
-"""Prefix sharing: run the prompt once up to its last token, then only that token per alpha.
+"""Prefix sharing: run the prompt once, then only its last token again for each other alpha.
 
 ScalingVis changes only the attention row of the last prompt position n-1. By causality, no position
 before n-1 attends to it, so the hidden states and key/values of positions [0, n-1) are the same for
 every alpha (transformers_attention.md §5.1, verified bit-identical). The engine therefore:
 
-1. prepares the batch exactly as stock `generate` would (`prepare_generation`, below): vision features,
+1. prepares the batch exactly as stock `generate` would (`prepare_generation`): vision features,
    position ids (LLaMA-style `cumsum(mask) - 1`; Qwen's 4-row text + M-RoPE ids from `get_rope_index`,
    with `model.model.rope_deltas` set), the attention mask (dropped when nothing is padded), and the
-   logits processors / stopping criteria built from the effective generation config (which includes
-   the checkpoint's defaults, e.g. a repetition penalty);
-2. prefills positions [0, n-1) once (`Prefix`): one vision pass, one prefix pass, `logits_to_keep=1`;
-3. runs each set of per-row alphas as a `Branch`: a fork of the prefix cache restricted to (possibly
-   repeated) batch rows, the last prompt token with ScalingVis at the branch's alphas, then greedy
-   decoding with generate's own processors and stopping rules, so answers are token for token those of
-   `generate` under the same alphas.
+   logits processors / stopping criteria of the effective generation config (which includes the
+   checkpoint's defaults, e.g. a repetition penalty);
+2. runs the whole prompt once at alpha = 1 (`run_prefix`): that forward is both the shared prefix
+   [0, n-1) and the alpha = 1 step of token n-1, whose logits give the confidence and whose cache
+   continues into the alpha = 1 answers (`Branch.at_alpha_one`). Prefilling n-1 positions and then
+   stepping token n-1 separately would cost one more forward of one token for the same numbers;
+3. runs each set of other per-row alphas as a `Branch`: a fork of positions [0, n-1) restricted to
+   (possibly repeated) batch rows, token n-1 again with ScalingVis at the branch's alphas, then greedy
+   decoding with generate's own processors and stopping rules, so answers are token for token those
+   of `generate` under the same alphas (and the same padded batch).
 
-Forks are shallow: the fork copies the Cache object and its layer objects but shares the key/value
-tensors. That is safe because `DynamicLayer.update` rebinds `self.keys = torch.cat(...)` and never
-writes in place (checked by `check_cache_layers` and by tests); a restricted fork gets new tensors from
-indexing. So the shared prefix is never mutated, however many branches grow from it.
-
-Sliding-window caches are refused by ScalingVis itself; StaticCache-style layers (in-place writes) are
-refused here because shallow forks of them would share storage.
+Forks are views of (or, for a row selection, indexed copies of) the prompt's key/value tensors inside
+shallow copies of the cache object. That is safe because `DynamicLayer.update` rebinds
+`self.keys = torch.cat(...)` and never writes in place (`check_cache_layers` refuses other layer
+types; a test re-checks the rebinding), so the shared tensors are never mutated, however many
+branches grow from them.
 """
 from __future__ import annotations
 
@@ -97,49 +98,63 @@ def prepare_generation(vlm, inputs: BatchFeature, max_new_tokens: int) -> Genera
 
 @dataclass
 class Prefix:
-    """The batch's prompt with positions [0, n-1) already run: the cache every branch forks from."""
+    """The batch's prompt after one stock forward: the key/values every branch forks from.
+
+    The forward runs the whole prompt [0, n) at alpha = 1, which is at once the shared prefix
+    [0, n-1) (alpha-independent by causality) and the alpha = 1 step of the last token: its logits
+    are the first answer token's (the confidence), and its full cache continues into the alpha = 1
+    answers. A branch at other alphas forks the first n-1 positions and re-runs token n-1.
+    """
 
     vlm: object
     setup: GenerationSetup
-    cache: object
+    key_values: list                             # per layer (keys, values) of the n prompt positions
+    first_logits: torch.Tensor                   # (B, vocab) float32 raw logits at the last prompt position
     image_mask: torch.Tensor                     # (B, n): input_ids == image_token_id
 
     @property
     def length(self) -> int:
-        """n, the full prompt length (the prefix holds n - 1 positions)."""
+        """n, the prompt length (padded)."""
         return self.setup.input_ids.shape[1]
 
     @property
     def batch_size(self) -> int:
         return self.setup.input_ids.shape[0]
 
-    def fork(self, rows: torch.Tensor | None = None):
-        """A cache holding the prefix of batch rows `rows` (all rows when None; rows may repeat).
+    def fork(self, rows: torch.Tensor | None = None, *, with_last: bool = False):
+        """A new cache holding positions [0, n-1) (or [0, n) `with_last`) of batch rows `rows` (all rows
+        when None; rows may repeat and come in any order).
 
-        Shares the prefix tensors when all rows are kept in order (see the module docstring);
-        otherwise indexes them into new tensors. Never modifies `self.cache`.
+        The layers are views of (or, for a row selection, indexed copies of) `key_values`; the cache
+        grows by rebinding, so nothing ever writes into the shared tensors.
         """
-        fork = copy.copy(self.cache)
-        fork.layers = [copy.copy(layer) for layer in self.cache.layers]
-        if rows is not None and not _is_identity(rows, self.batch_size):
-            fork.batch_select_indices(rows.to(self.setup.input_ids.device))
+        stop = self.length if with_last else self.length - 1
+        template = self.setup.cache
+        fork = copy.copy(template)
+        fork.layers = [copy.copy(layer) for layer in template.layers]
+        select = rows is not None and not _is_identity(rows, self.batch_size)
+        for layer, (keys, values) in zip(fork.layers, self.key_values):
+            keys, values = keys[:, :, :stop], values[:, :, :stop]
+            if select:
+                keys, values = keys[rows.to(keys.device)], values[rows.to(values.device)]
+            layer.keys, layer.values = keys, values
         return fork
 
 
 def run_prefix(vlm, inputs: BatchFeature, max_new_tokens: int) -> Prefix:
-    """Vision encoder and the prompt's positions [0, n-1), once for the whole batch."""
+    """The vision encoder and the whole prompt, once for the batch (at alpha = 1, stock attention)."""
     setup = prepare_generation(vlm, inputs, max_new_tokens)
-    n = setup.input_ids.shape[1]
-    if n < 2:
+    if setup.input_ids.shape[1] < 2:
         raise ToolkitError("the prompt has a single token; prefix sharing needs at least two")
-    check_cache_layers(setup.cache)
     with torch.inference_mode():
-        vlm.model(input_ids=setup.input_ids[:, :n - 1], attention_mask=_columns(setup.attention_mask, 0, n - 1),
-                  position_ids=setup.position_ids[..., :n - 1], past_key_values=setup.cache, use_cache=True,
-                  logits_to_keep=1, **{k: v[:, :n - 1] for k, v in setup.per_token.items()}, **setup.prefill_only)
+        out = vlm.model(input_ids=setup.input_ids, attention_mask=setup.attention_mask,
+                        position_ids=setup.position_ids, past_key_values=setup.cache, use_cache=True,
+                        logits_to_keep=1, **setup.per_token, **setup.prefill_only)
     setup.prefill_only = {}  # the vision features are in the cache now; free them
-    image_mask = setup.input_ids == vlm.image_token_id
-    return Prefix(vlm, setup, setup.cache, image_mask)
+    check_cache_layers(out.past_key_values)
+    key_values = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    first_logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+    return Prefix(vlm, setup, key_values, first_logits, setup.input_ids == vlm.image_token_id)
 
 
 def check_cache_layers(cache) -> None:
@@ -178,6 +193,15 @@ class Branch:
             "unfinished": torch.ones(len(self.rows), dtype=torch.long, device=setup.input_ids.device),
         }
 
+    @classmethod
+    def at_alpha_one(cls, prefix: Prefix, scope: str = "prefill", layers: tuple | None = None,
+                     record_logits: bool = False) -> "Branch":
+        """All rows at alpha = 1, continuing from the prompt forward (its first token already chosen)."""
+        rows = torch.arange(prefix.batch_size)
+        branch = cls(prefix, rows, torch.ones(prefix.batch_size), scope, layers, record_logits)
+        branch._choose(prefix.first_logits, prefix.fork(with_last=True))
+        return branch
+
     @property
     def finished(self) -> bool:
         return not bool(self._state["unfinished"].any())
@@ -206,13 +230,20 @@ class Branch:
         return _Pinned(scaling, self.prefix.length, self.prefix.image_mask[self.rows.to(self.prefix.image_mask.device)])
 
     def _step(self) -> torch.Tensor:
-        s, setup = self._state, self.prefix.setup
+        s = self._state
         self._sync_rope_deltas()
         with torch.inference_mode():
             out = self.prefix.vlm.model(input_ids=s["next_ids"], attention_mask=s["mask"], position_ids=s["positions"],
                                         past_key_values=s["cache"], use_cache=True, logits_to_keep=1,
                                         **s["per_token"])
             logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+        self._choose(logits, out.past_key_values)
+        return logits
+
+    def _choose(self, logits: torch.Tensor, cache) -> None:
+        """generate's greedy step on raw logits: processors, argmax, pad finished rows, stopping criteria."""
+        s, setup = self._state, self.prefix.setup
+        with torch.inference_mode():
             scores = logits
             for processor in setup.processors:
                 scores = processor(s["sequences"], scores)
@@ -225,8 +256,7 @@ class Branch:
             self.first_logits = logits
         if self.record_logits:
             self.logits.append(logits)
-        self._advance_inputs(tokens, out.past_key_values)
-        return logits
+        self._advance_inputs(tokens, cache)
 
     def _advance_inputs(self, tokens: torch.Tensor, cache) -> None:
         """Inputs of the next step, extended as generate's `_update_model_kwargs_for_generation` does."""
@@ -282,7 +312,3 @@ def _is_identity(rows: torch.Tensor, batch_size: int) -> bool:
 def _rows(position_ids: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Select batch rows of (B, n) or (R, B, n) position ids."""
     return position_ids[rows] if position_ids.dim() == 2 else position_ids[:, rows]
-
-
-def _columns(mask: torch.Tensor | None, start: int, stop: int) -> torch.Tensor | None:
-    return None if mask is None else mask[:, start:stop]

@@ -8,17 +8,18 @@
 
 Two engines give the same answers:
 
-* `engine="prefix"` (default, `PrefixSession`): the prompt's positions [0, n-1) run once per batch
-  (`intervention.prefix`); the confidence is the alpha = 1 step of the last prompt token, whose cache
-  then continues into the alpha = 1 answers; every other (row, alpha) pair is one row of a batched
-  branch that forks the shared prefix, runs the last token at its alpha and decodes greedily. Each
+* `engine="prefix"` (default, `PrefixSession`): the prompt runs once per batch at alpha = 1
+  (`intervention.prefix`); its last logits give the confidence and its cache continues into the
+  alpha = 1 answers; every other (row, alpha) pair is one row of a batched branch that forks the
+  shared positions [0, n-1), runs the last prompt token at its alpha and decodes greedily. Each
   (row, alpha) is computed at most once per session, and `answers_rounds` runs all pairs it needs in
   as few batched steps as memory allows (`max_rows`).
 * `engine="naive"` (`NaiveSession`): a one-token generate for the confidence and one full generate per
   `answers()` call. Slow, but it is stock `generate` under ScalingVis: the oracle for tests and benchmarks.
 
-Cost per batch with the prefix engine (V = vision tower, P = prefix prefill, D = one batched step):
-confidence = V + P + D; each further alpha set adds D + (answer length - 1) * D.
+Cost per batch with the prefix engine (V = vision tower, P = prompt forward, D = one batched one-token
+step, T = answer length): confidence = V + P (= stock generate's prefill); alpha = 1 answers add
+(T - 1) D; all other alphas together add T batched steps (in chunks of `max_rows` rows).
 """
 from __future__ import annotations
 
@@ -33,7 +34,10 @@ from intervention.scaling_vis import ScalingVis, validate_alpha
 from intervention.state import SCOPES
 
 ENGINES = ("prefix", "naive")
-DEFAULT_MIN_ROWS = 8
+# Default budget for the key/value copies of one batched branch (rows beyond the batch size are only
+# added while their prompt caches fit): 2 GiB holds ~6 rows of a 600-token prompt of a 7B model in
+# fp16 (32 layers x 4096 x 2 x 2 bytes per token), hundreds on the tiny benchmark models.
+BRANCH_MEMORY_BUDGET = 2 * 1024 ** 3
 
 
 class AnswerSession:
@@ -109,7 +113,7 @@ class PrefixSession(AnswerSession):
         super().__init__(vlm, inputs, **kwargs)
         if max_rows is not None and max_rows < 1:
             raise ToolkitError(f"max_rows must be >= 1, got {max_rows}")
-        self.max_rows = max_rows or max(self.batch_size, DEFAULT_MIN_ROWS)
+        self._max_rows = max_rows
         self._prefix: Prefix | None = None
         self._base: Branch | None = None
         self._texts: dict[tuple[int, float], str] = {}
@@ -122,17 +126,23 @@ class PrefixSession(AnswerSession):
         return self._prefix
 
     @property
+    def max_rows(self) -> int:
+        """Most rows in one batched branch: as given, else max(B, rows whose caches fit the budget)."""
+        if self._max_rows is None:
+            row_bytes = sum(k.nbytes + v.nbytes for k, v in self.prefix.key_values) // self.batch_size
+            self._max_rows = max(self.batch_size, BRANCH_MEMORY_BUDGET // max(row_bytes, 1))
+        return self._max_rows
+
+    @property
     def base(self) -> Branch:
-        """The alpha = 1 branch over all rows; its first step gives the confidence."""
+        """The alpha = 1 answers of all rows, continuing from the prompt forward."""
         if self._base is None:
-            rows = torch.arange(self.batch_size)
-            self._base = Branch(self.prefix, rows, torch.ones(self.batch_size), self.scope, self.layers)
-            self._base.step()
+            self._base = Branch.at_alpha_one(self.prefix, self.scope, self.layers)
         return self._base
 
     @property
     def confidence(self) -> torch.Tensor:
-        return first_token_confidence(self.base.first_logits)
+        return first_token_confidence(self.prefix.first_logits)
 
     def answers(self, alpha):
         return self.answers_rounds([alpha])[0]
@@ -156,8 +166,7 @@ class PrefixSession(AnswerSession):
             self._store(rows, alphas, branch.run())
 
     def _store(self, rows: torch.Tensor, alphas: torch.Tensor, tokens: torch.Tensor) -> None:
-        texts = [text.strip() for text in
-                 self.vlm.processor.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        texts = self.vlm.decode_new_tokens(tokens, 0)
         for row, alpha, text in zip(rows.tolist(), alphas.tolist(), texts):
             self._texts[(row, alpha)] = text
 
@@ -168,7 +177,8 @@ def open_session(vlm, inputs: BatchFeature, *, max_new_tokens: int, scope: str =
     """Start answering one prepared batch (`vlm.prepare(...)` output).
 
     engine: "prefix" (default: shared prompt prefix, batched alphas) or "naive" (stock generate per call,
-        the reference). max_rows (prefix engine): most rows in one batched branch (default max(B, 8)).
+        the reference). max_rows (prefix engine): most rows in one batched branch, each holding a copy of
+        its prompt's key/values (default: the batch size, or more while they fit in 2 GiB).
     """
     if engine not in ENGINES:
         raise ToolkitError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")

@@ -2,8 +2,6 @@
 token-for-token answers and per-step logits, forks that never touch the shared prefix, positions."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -39,14 +37,19 @@ def test_branches_equal_generate_token_for_token(tiny_vlm, family):
     if family == "llava_next":
         counts = prefix.image_mask.sum(-1)
         assert counts[0] != counts[1]
-    results = {}
-    for alphas in ([0.0, 2.0], [1.0, 1.0]):
-        expected_tokens, expected_logits = _generate(tiny_vlm, inputs, alphas)
-        tokens, logits = _branch(prefix, [0, 1], alphas)
-        assert torch.equal(tokens, expected_tokens)
-        assert (logits - expected_logits).abs().max().item() <= 1e-5
-        results[alphas[0]] = logits
-    assert (results[0.0][:, 0] - results[1.0][:, 0]).abs().max().item() > 1e-4  # the alphas really act
+    expected_tokens, expected_logits = _generate(tiny_vlm, inputs, [0.0, 2.0])
+    tokens, logits = _branch(prefix, [0, 1], [0.0, 2.0])
+    assert torch.equal(tokens, expected_tokens)
+    assert (logits - expected_logits).abs().max().item() <= 1e-5
+    stock_tokens, stock_logits = _generate(tiny_vlm, inputs, 1.0)
+    base = Branch.at_alpha_one(prefix, record_logits=True)
+    assert torch.equal(base.run(), stock_tokens)
+    assert (torch.stack(base.logits, dim=1) - stock_logits).abs().max().item() <= 1e-5
+    assert (prefix.first_logits - stock_logits[:, 0]).abs().max().item() <= 1e-5
+    assert (logits[:, 0] - stock_logits[:, 0]).abs().max().item() > 1e-4  # the alphas really act
+    # The alpha = 1 rows of a scaled branch re-run token n-1 on the fork: same numbers as the prompt forward.
+    _, mixed = _branch(prefix, [0, 1], [1.0, 2.0])
+    assert (mixed[0] - stock_logits[0]).abs().max().item() <= 1e-5
 
 
 def test_repeated_and_reordered_rows_equal_their_own_batches(tiny_vlm):
@@ -72,34 +75,29 @@ def test_scope_all_and_layer_subsets_equal_generate(tiny_vlm, scope, layers):
     assert (logits - expected_logits).abs().max().item() <= 1e-5
 
 
-def _snapshot(cache):
-    return [(layer.keys, layer.values, layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
-
-
-def test_forks_never_mutate_the_shared_prefix_cache(tiny_vlm):
+def test_forks_never_mutate_the_shared_prompt_cache(tiny_vlm):
     inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
     prefix = run_prefix(tiny_vlm, inputs, STEPS)
     n = inputs["input_ids"].shape[1]
-    before = _snapshot(prefix.cache)
-    for rows, alphas, scope in (([0, 1], [1.0, 1.0], "prefill"), ([1, 1, 0], [0.0, 2.0, 0.5], "all"),
-                                ([0, 1], [0.5, 0.5], "prefill")):
+    before = [(keys.clone(), values.clone()) for keys, values in prefix.key_values]
+    Branch.at_alpha_one(prefix).run()
+    for rows, alphas, scope in (([1, 1, 0], [0.0, 2.0, 0.5], "all"), ([0, 1], [0.5, 0.5], "prefill")):
         Branch(prefix, torch.tensor(rows), torch.tensor(alphas), scope=scope).run()
-    assert prefix.cache.get_seq_length() == n - 1
-    for layer, (keys, values, key_copy, value_copy) in zip(prefix.cache.layers, before):
-        assert layer.keys is keys and layer.values is values  # never rebound ...
-        assert torch.equal(keys, key_copy) and torch.equal(values, value_copy)  # ... nor written in place
+    assert prefix.fork().get_seq_length() == n - 1 and prefix.fork(with_last=True).get_seq_length() == n
+    for (keys, values), (key_copy, value_copy) in zip(prefix.key_values, before):
+        assert keys.shape[2] == n and torch.equal(keys, key_copy) and torch.equal(values, value_copy)
 
 
 def test_dynamic_layer_update_rebinds_instead_of_writing_in_place(tiny_vlm):
-    """The property shallow forks rely on (transformers_attention.md pitfall 12): re-checked here so that
-    a transformers release that starts writing cache tensors in place fails loudly."""
+    """The property forks rely on (transformers_attention.md pitfall 12), re-checked so that a transformers
+    release that starts writing cache tensors in place fails here."""
     prefix = run_prefix(tiny_vlm, two_sample_inputs(tiny_vlm, sizes=SIZES), STEPS)
-    layer = prefix.cache.layers[0]
-    fork = copy.copy(layer)
+    layer = prefix.fork().layers[0]
     keys = layer.keys
-    fork.update(torch.zeros_like(keys[:, :, :1]), torch.zeros_like(keys[:, :, :1]))
-    assert layer.keys is keys and fork.keys is not keys
-    assert fork.keys.shape[2] == keys.shape[2] + 1
+    new_keys, _ = layer.update(torch.zeros_like(keys[:, :, :1]), torch.zeros_like(keys[:, :, :1]))
+    assert layer.keys is new_keys and new_keys is not keys
+    assert new_keys.shape[2] == keys.shape[2] + 1 and torch.equal(new_keys[:, :, :-1], keys)
+    assert torch.equal(prefix.key_values[0][0][:, :, :keys.shape[2]], keys)
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
