@@ -1,0 +1,173 @@
+"""Benchmark of the answering engines: prefix-shared (`engine="prefix"`) vs naive generate, on CPU.
+
+    python -m bench.bench_engine                      # both shapes, timing + throughput + memory
+    python -m bench.bench_engine --shapes llava --reps 5 --no-memory
+
+Every workload of `bench.workload` runs on the same model and batch, round-robin (one call of each per
+repetition, after warm-up), so machine-load drifts hit all of them alike; the tables show medians (and
+minima) and the ratios the issue targets. The 1-minute load average is printed before and after:
+other processes on the machine distort timings, re-run when it is high.
+
+Peak memory is measured in a child process per shape and batch size (glibc told to return freed
+blocks to the OS, so RSS follows the tensors): the rise of peak RSS over the RSS before the call.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from bench.workload import ANSWER_TOKENS, LANGUAGE_MODEL, SHAPES, WORKLOADS, batch_inputs, build_vlm, grid_specs
+
+TIMED = ("stock_forward", "scaled_forward", "baseline", "engine_base", "scaling_naive", "adaptvis_naive",
+         "adaptvis_fast", "sweep_naive", "sweep_fast", "grid_naive", "grid_fast")
+THROUGHPUT = ("baseline", "adaptvis_fast", "grid_fast")
+MEMORY = ("baseline", "adaptvis_naive", "adaptvis_fast", "sweep_fast", "grid_naive", "grid_fast")
+# (label, numerator, denominator, target)
+RATIOS = (
+    ("AdaptVis, prefix engine / baseline", "adaptvis_fast", "baseline", "<= 1.15"),
+    ("AdaptVis, naive / baseline", "adaptvis_naive", "baseline", "(paper 1.64, original ~2)"),
+    ("6-alpha sweep, prefix engine / baseline", "sweep_fast", "baseline", "<= 1.6"),
+    ("6-alpha sweep, naive / baseline", "sweep_naive", "baseline", "(~6)"),
+    ("sweep + AdaptVis grid (66 configs), prefix / baseline", "grid_fast", "baseline", "<= 2.0"),
+    ("sweep + AdaptVis grid, naive engine through the runner / baseline", "grid_naive", "baseline", "(~7)"),
+    ("intervention forward (alpha 0.5) / stock SDPA forward", "scaled_forward", "stock_forward", "<= 1.05"),
+    ("prefix engine alpha-1 answers / baseline", "engine_base", "baseline", ""),
+    ("speed-up naive -> prefix: AdaptVis", "adaptvis_naive", "adaptvis_fast", ""),
+    ("speed-up naive -> prefix: sweep", "sweep_naive", "sweep_fast", ""),
+    ("speed-up naive -> prefix: grid through the runner", "grid_naive", "grid_fast", ""),
+)
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def time_round_robin(vlm, inputs, names, reps: int, warmup: int) -> dict[str, list[float]]:
+    """Seconds per call of each workload, `reps` round-robin repetitions after `warmup` untimed ones."""
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for rep in range(warmup + reps):
+        for name in names:
+            start = time.perf_counter()
+            WORKLOADS[name].run(vlm, inputs)
+            if rep >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def separate_runs_estimate(median: dict[str, float]) -> float:
+    """The grid as separate naive runs (the original code's way): the baseline, 5 ScalingVis generates and
+    60 two-pass AdaptVis runs, from the measured medians of one call of each."""
+    n_adapt = sum(1 for spec in grid_specs() if spec.method == "adapt_vis")
+    return median["baseline"] + 5 * median["scaling_naive"] + n_adapt * median["adaptvis_naive"]
+
+
+def shape_line(shape: str, vlm, inputs) -> str:
+    text = vlm.model.config.get_text_config()
+    n = inputs["input_ids"].shape[1]
+    images = int((inputs["input_ids"][0] == vlm.image_token_id).sum())
+    return (f"{shape} ({type(vlm.model).__name__}): LM {text.num_hidden_layers} layers x hidden {text.hidden_size} x "
+            f"{text.num_attention_heads} heads ({text.num_key_value_heads} KV) x MLP {text.intermediate_size}, "
+            f"vocab {text.vocab_size}; vision {LANGUAGE_MODEL['vision_layers']} layers x "
+            f"{LANGUAGE_MODEL['vision_hidden']}; prompt n = {n} tokens ({images} image tokens); "
+            f"answer {ANSWER_TOKENS} tokens; fp32, {torch.get_num_threads()} threads")
+
+
+def timing_table(times: dict[str, list[float]]) -> tuple[str, dict[str, float]]:
+    median = {k: statistics.median(v) for k, v in times.items()}
+    rows = ["| workload | median ms | min ms |", "|---|---|---|"]
+    rows += [f"| {k} | {1000 * median[k]:.1f} | {1000 * min(v):.1f} |" for k, v in times.items()]
+    rows += ["", "| ratio (medians) | value | target |", "|---|---|---|"]
+    for label, num, den, target in RATIOS:
+        rows.append(f"| {label} | {median[num] / median[den]:.2f} | {target} |")
+    separate = separate_runs_estimate(median)
+    rows.append(f"| sweep + AdaptVis grid as 66 separate naive runs (estimated from the medians) / baseline | "
+                f"{separate / median['baseline']:.1f} | (~126) |")
+    rows.append(f"| speed-up separate naive runs -> prefix grid | {separate / median['grid_fast']:.1f} | |")
+    return "\n".join(rows), median
+
+
+def throughput_table(shape: str, reps: int, warmup: int, batch: int) -> str:
+    vlm = build_vlm(shape)
+    rows = [f"| workload | samples/s at batch 1 | samples/s at batch {batch} | gain |", "|---|---|---|---|"]
+    inputs = {b: batch_inputs(vlm, shape, b) for b in (1, batch)}
+    times = {b: time_round_robin(vlm, inputs[b], THROUGHPUT, reps, warmup) for b in (1, batch)}
+    for name in THROUGHPUT:
+        rate = {b: b / statistics.median(times[b][name]) for b in (1, batch)}
+        rows.append(f"| {name} | {rate[1]:.2f} | {rate[batch]:.2f} | {rate[batch] / rate[1]:.2f} |")
+    return "\n".join(rows)
+
+
+def memory_worker(shape: str, batch: int) -> dict[str, float]:
+    """Peak RSS rise (MB) of one call of each MEMORY workload, after one warm-up call."""
+    vlm = build_vlm(shape)
+    inputs = batch_inputs(vlm, shape, batch)
+    peaks = {}
+    for name in MEMORY:
+        WORKLOADS[name].run(vlm, inputs)
+        gc.collect()
+        before = _status_kb("VmRSS")
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")  # reset the peak-RSS counter (VmHWM)
+        WORKLOADS[name].run(vlm, inputs)
+        peaks[name] = (_status_kb("VmHWM") - before) / 1024
+    return peaks
+
+
+def memory_table(shape: str, batch: int) -> str:
+    rows = [f"| workload | peak MB over the loaded model, batch 1 | batch {batch} |", "|---|---|---|"]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    peaks = {}
+    for b in (1, batch):
+        out = subprocess.run([sys.executable, "-m", "bench.bench_engine", "--memory-worker", shape, str(b),
+                              "--threads", str(torch.get_num_threads())],
+                             env=env, check=True, capture_output=True, text=True)
+        peaks[b] = json.loads(out.stdout.strip().splitlines()[-1])
+    rows += [f"| {name} | {peaks[1][name]:.0f} | {peaks[batch][name]:.0f} |" for name in MEMORY]
+    return "\n".join(rows)
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as handle:
+        return int(re.search(rf"{field}:\s+(\d+)", handle.read()).group(1))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
+    parser.add_argument("--reps", type=int, default=7, help="timed round-robin repetitions")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=8, help="batch size for throughput and memory")
+    parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "BATCH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker[0], int(args.memory_worker[1]))))
+        return
+    for shape in args.shapes.split(","):
+        before = load()
+        vlm = build_vlm(shape)
+        inputs = batch_inputs(vlm, shape, 1)
+        print(f"\n## {shape_line(shape, vlm, inputs)}\n")
+        table, _ = timing_table(time_round_robin(vlm, inputs, TIMED, args.reps, args.warmup))
+        print(f"batch 1, {args.reps} round-robin repetitions after {args.warmup} warm-up; 1-min load average "
+              f"{before:.2f} before, {load():.2f} after\n\n{table}\n", flush=True)
+        if not args.no_throughput:
+            print(throughput_table(shape, max(3, args.reps // 2), 1, args.batch) + "\n", flush=True)
+        if not args.no_memory:
+            print(memory_table(shape, args.batch) + "\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
