@@ -27,6 +27,7 @@ branches grow from them.
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -213,6 +214,8 @@ class Branch:
 
     def run(self) -> torch.Tensor:
         """Decode until every row stopped; returns `new_tokens`."""
+        if self.first_logits is None:
+            self.step()
         with self._intervention():
             while not self.finished:
                 self._step()
@@ -224,10 +227,13 @@ class Branch:
             return self._step()
 
     def _intervention(self):
-        if bool((self.alphas == 1.0).all()):
-            return _Nothing()
+        """ScalingVis at the branch's alphas for the next forward, when it can change anything: the last
+        prompt token, and with scope "all" also every generated token."""
+        decoding = self.first_logits is not None
+        if bool((self.alphas == 1.0).all()) or (decoding and self.scope == "prefill"):
+            return nullcontext()
         scaling = ScalingVis(self.prefix.vlm, alpha=self.alphas, scope=self.scope, layers=self.layers)
-        return _Pinned(scaling, self.prefix.length, self.prefix.image_mask[self.rows.to(self.prefix.image_mask.device)])
+        return _pinned(scaling, self.prefix.length, self.prefix.image_mask[self.rows.to(self.prefix.image_mask.device)])
 
     def _step(self) -> torch.Tensor:
         s = self._state
@@ -278,31 +284,12 @@ class Branch:
             self.prefix.vlm.model.model.rope_deltas = deltas[self.rows.to(deltas.device)]
 
 
-class _Pinned:
-    """ScalingVis entered with the prompt pinned (the prefix and steps are fed in pieces)."""
-
-    def __init__(self, scaling: ScalingVis, prompt_length: int, image_mask: torch.Tensor):
-        self.scaling, self.prompt_length, self.image_mask = scaling, prompt_length, image_mask
-
-    def __enter__(self):
-        self.scaling.__enter__()
-        try:
-            self.scaling.pin(self.prompt_length, self.image_mask)
-        except BaseException:
-            self.scaling.__exit__(None, None, None)
-            raise
-        return self.scaling
-
-    def __exit__(self, *exc):
-        self.scaling.__exit__(*exc)
-
-
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
+@contextmanager
+def _pinned(scaling: ScalingVis, prompt_length: int, image_mask: torch.Tensor):
+    """ScalingVis entered with the prompt pinned (the prompt and the steps are fed in pieces)."""
+    with scaling:
+        scaling.pin(prompt_length, image_mask)
+        yield scaling
 
 
 def _is_identity(rows: torch.Tensor, batch_size: int) -> bool:
