@@ -62,9 +62,9 @@ def _refuse_sliding_window(module, kwargs) -> None:
 def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, plan) -> None:
     """Recompute the planned (batch rows x query rows) exactly and write them into `out` (B, q, H, D)."""
     batch, rows = plan.batch_rows, plan.query_rows
-    q = query[batch][:, :, rows]                                          # (b, H, r, D)
-    k = repeat_kv(key[batch], module.num_key_value_groups)                # (b, H, k, D)
-    v = repeat_kv(value[batch], module.num_key_value_groups)
+    q = _batch_rows(query, batch)[:, :, rows]                             # (b, H, r, D)
+    k = repeat_kv(_batch_rows(key, batch), module.num_key_value_groups)   # (b, H, k, D)
+    v = repeat_kv(_batch_rows(value, batch), module.num_key_value_groups)
     logits = torch.matmul(q, k.transpose(2, 3)) * _scale(scaling, query)  # (b, H, r, k)
     logits = logits * plan.column_factors.to(logits.dtype)[:, None, None, :]  # alpha on image keys, pre-mask
     logits = logits + _additive_mask(attention_mask, batch, rows, plan.row_positions, logits)
@@ -72,6 +72,12 @@ def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, sca
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     rows_out = torch.matmul(probs, v).transpose(1, 2)                     # (b, r, H, D)
     out[batch[:, None], rows[None, :]] = rows_out.to(out.dtype)
+
+
+def _batch_rows(tensor, batch):
+    """tensor[batch] without the copy when every row is targeted (a batched alpha sweep), else a gather:
+    advanced indexing of a (b, H, k, D) cache is several times slower than index_select on CPU."""
+    return tensor if batch.numel() == tensor.shape[0] else tensor.index_select(0, batch)
 
 
 def _eager(module, query, key, value, attention_mask, dropout, scaling, factors):
