@@ -136,8 +136,9 @@ class Prefix:
         select = rows is not None and not _is_identity(rows, self.batch_size)
         for layer, (keys, values) in zip(fork.layers, self.key_values):
             keys, values = keys[:, :, :stop], values[:, :, :stop]
-            if select:
-                keys, values = keys[rows.to(keys.device)], values[rows.to(values.device)]
+            if select:  # index_select: a plain gather, several times faster than advanced indexing on CPU
+                index = rows.to(keys.device)
+                keys, values = keys.index_select(0, index), values.index_select(0, index)
             layer.keys, layer.values = keys, values
         return fork
 
@@ -154,7 +155,8 @@ def run_prefix(vlm, inputs: BatchFeature, max_new_tokens: int) -> Prefix:
     setup.prefill_only = {}  # the vision features are in the cache now; free them
     check_cache_layers(out.past_key_values)
     key_values = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
-    first_logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+    # On the ids' device, like generate: with a device_map the head may sit on another device.
+    first_logits = out.logits[:, -1].to(copy=True, dtype=torch.float32, device=setup.input_ids.device)
     return Prefix(vlm, setup, key_values, first_logits, setup.input_ids == vlm.image_token_id)
 
 
@@ -242,7 +244,7 @@ class Branch:
             out = self.prefix.vlm.model(input_ids=s["next_ids"], attention_mask=s["mask"], position_ids=s["positions"],
                                         past_key_values=s["cache"], use_cache=True, logits_to_keep=1,
                                         **s["per_token"])
-            logits = out.logits[:, -1].to(copy=True, dtype=torch.float32)
+            logits = out.logits[:, -1].to(copy=True, dtype=torch.float32, device=s["sequences"].device)
         self._choose(logits, out.past_key_values)
         return logits
 
