@@ -83,12 +83,14 @@ def patch_coverage(mask: np.ndarray, grid: int) -> np.ndarray:
     return mask.reshape(grid, step, grid, step).mean(axis=(1, 3)).reshape(-1)
 
 
-def _scene_coverage(example: Example, grid: int) -> dict[str, np.ndarray]:
+def _scene_coverage(example: Example, grid: int) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Per role: the coverage of each patch, and the share of the image's pixels inside the box(es)."""
     width, height = example.image.size
     if width != height:
         raise ValueError(f"attention mass needs square images, got {width}x{height}")
-    return {role: patch_coverage(mask, grid) for role, mask in box_masks(example.boxes, width).items()} | {
-        "area": {role: float(mask.mean()) for role, mask in box_masks(example.boxes, width).items()}}
+    masks = box_masks(example.boxes, width)
+    return ({role: patch_coverage(mask, grid) for role, mask in masks.items()},
+            {role: float(mask.mean()) for role, mask in masks.items()})
 
 
 def _last_token_rows(model, inputs) -> list[torch.Tensor]:
@@ -120,7 +122,7 @@ def measure_attention_mass(model, processor, examples: Sequence[Example], batch_
         for b, example in enumerate(batch):
             image_attention = [row[b][image_positions[b]].cpu().numpy() for row in rows]
             grid = int(round(np.sqrt(image_attention[0].shape[0])))
-            coverage = _scene_coverage(example, grid)
+            coverage, area = _scene_coverage(example, grid)
             for layer, weights in zip(sums, image_attention):
                 share = float(weights.sum())
                 dist = weights / share
@@ -128,7 +130,7 @@ def measure_attention_mass(model, processor, examples: Sequence[Example], batch_
                 layer["hits"] += float(coverage["both"][int(dist.argmax())] > 0)
                 for role in ROLES:
                     layer["mass"][role] += float(dist @ coverage[role])
-                    layer["area"][role] += coverage["area"][role]
+                    layer["area"][role] += area[role]
     n = len(examples)
     layers = [LayerMass(s["image_share"] / n, {r: v / n for r, v in s["mass"].items()},
                         {r: v / n for r, v in s["area"].items()}, s["hits"] / n) for s in sums]

@@ -10,8 +10,13 @@ shared notes on this hardware; both are needed):
 * **2-D sin-cos vision position embeddings** instead of random ones: each patch starts with an embedding
   of its row and column, so "where" is available from step 0 rather than learned from scratch; this makes
   the escape from chance fast and reliable across seeds.
-The vision features are taken from the tower's last layer (`vision_feature_layer=-1`): LLaVA's -2 would
-leave one of the two tiny CLIP layers unused.
+The vision tower is a single CLIP layer read, as LLaVA-1.5 does, at the penultimate hidden state
+(`vision_feature_layer=-2`), which here is the patch embeddings: every image token describes its own
+16 x 16 patch and where it is, nothing more. The relation between the two objects must then be worked out
+by the language model's attention to the image tokens, which is the attention the toolkit measures and
+intervenes on. Measured: with a 2-layer tower feeding its last layer, the image tokens already carry the
+answer, and the last prompt token's attention in the middle layer put only 2.4x the boxes' area share on
+the boxes; with local features and a 4-layer language model it is 3.2x (layers 1-2), at the same accuracy.
 """
 from __future__ import annotations
 
@@ -30,13 +35,14 @@ class Architecture:
     """Sizes of the toy model. 96 px images with 16 px patches give a 6 x 6 grid of 36 image tokens."""
 
     hidden: int = 128
-    lm_layers: int = 2
+    lm_layers: int = 4
     heads: int = 4
     kv_heads: int = 2
     vision_hidden: int = 64
-    vision_layers: int = 2
+    vision_layers: int = 1
     image_size: int = 96
     patch_size: int = 16
+    vision_feature_layer: int = -2
 
     @property
     def grid(self) -> int:
@@ -51,7 +57,7 @@ def build_toy_model(arch: Architecture = Architecture(), seed: int = 0):
     model, processor = build_tiny_vlm(
         "llava", seed=seed, words=vocabulary(), lm_layers=arch.lm_layers, hidden=arch.hidden, heads=arch.heads,
         kv_heads=arch.kv_heads, vision_layers=arch.vision_layers, vision_hidden=arch.vision_hidden,
-        image_size=arch.image_size, patch_size=arch.patch_size, vision_feature_layer=-1,
+        image_size=arch.image_size, patch_size=arch.patch_size, vision_feature_layer=arch.vision_feature_layer,
         text_config={"initializer_range": 1 / math.sqrt(arch.hidden)})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
