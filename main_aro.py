@@ -121,7 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     summary = outcome_summary(outcomes)
     if summary:
         print(summary)
-        print(f"run folders: {outcomes[0].path.parent}/ ({', '.join(o.path.name for o in outcomes)})")
+        names = ", ".join(o.path.name for o in outcomes) if len(outcomes) <= 3 else f"{len(outcomes)} folders"
+        print(f"run folders: {outcomes[0].path.parent}/ ({names})")
     return 0
 
 

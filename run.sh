@@ -72,7 +72,7 @@ for dataset in $DATASETS; do
     evaluate --dataset "$dataset" --split test --method adapt_vis $adapt_flags
 done
 
-report=(python -m evaluation.report "$OUTPUT" --split test --model "$MODEL" --format both
+report=(python -m evaluation.report "$OUTPUT" --split test --format both
         --out "$OUTPUT/tables" --plot "$OUTPUT/plots")
 echo "+ ${report[*]}"
 [[ -n "${DRY_RUN:-}" ]] || "${report[@]}"

@@ -60,9 +60,14 @@ class Selection:
                 f"{100 * self.value:.1f}% with {describe_hyperparameters(run)} among {self.n_candidates} "
                 f"runs ({describe_settings(run.settings)})")
         if self.tied:
-            others = "; ".join(describe_hyperparameters(other) for other in self.tied)
-            text += f"; tied with {others}, broken in favour of {TIE_RULES[run.method]}"
+            shown = [describe_hyperparameters(other) for other in self.tied[:MAX_TIES_SHOWN]]
+            if len(self.tied) > MAX_TIES_SHOWN:
+                shown.append(f"{len(self.tied) - MAX_TIES_SHOWN} more")
+            text += f"; tied with {'; '.join(shown)}, broken in favour of {TIE_RULES[run.method]}"
         return text
+
+
+MAX_TIES_SHOWN = 3  # a flat grid can tie dozens of configurations; the count says enough
 
 
 def describe_hyperparameters(run: RunRecord) -> str:

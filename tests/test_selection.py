@@ -175,3 +175,13 @@ def test_cli_missing_root_and_bad_choice(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         select_cli.main(["--dataset", "VSR", "--method", "base"])
     assert exit_info.value.code == 2
+
+
+def test_a_reason_names_at_most_three_ties_and_counts_the_rest(tmp_path):
+    from evaluation.selection import Selection
+
+    runs = load_runs(write_grid(tmp_path))
+    candidates = [run for run in runs if run.method == "adapt_vis" and run.split == "val"][:6]
+    selection = Selection(candidates[0], "accuracy", 0.5, len(candidates), tuple(candidates[1:]))
+    reason = selection.reason()
+    assert reason.count("weight1=") == 4 and "; 2 more, broken in favour of" in reason
