@@ -8,7 +8,7 @@ import torch
 from common.errors import ToolkitError
 from intervention import ScalingVis, open_session
 from intervention.prefix import Branch, run_prefix
-from tests.conftest import two_sample_inputs
+from tests.conftest import one_sample_inputs, two_sample_inputs
 
 STEPS = 3
 # Row 0's square image gives Qwen a 2x2 merged grid, so its M-RoPE positions run 2 behind its token
@@ -50,6 +50,17 @@ def test_branches_equal_generate_token_for_token(tiny_vlm, family):
     # The alpha = 1 rows of a scaled branch re-run token n-1 on the fork: same numbers as the prompt forward.
     _, mixed = _branch(prefix, [0, 1], [1.0, 2.0])
     assert (mixed[0] - stock_logits[0]).abs().max().item() <= 1e-5
+
+
+def test_a_padded_batch_equals_its_rows_alone(tiny_vlm):
+    """Left padding, per-row positions (cumsum / M-RoPE) and per-row image masks: batch == batch size 1."""
+    alphas = [0.0, 2.0]
+    tokens, logits = _branch(run_prefix(tiny_vlm, two_sample_inputs(tiny_vlm, sizes=SIZES), STEPS), [0, 1], alphas)
+    for row, alpha in enumerate(alphas):
+        alone = run_prefix(tiny_vlm, one_sample_inputs(tiny_vlm, row, sizes=SIZES), STEPS)
+        row_tokens, row_logits = _branch(alone, [0], [alpha])
+        assert torch.equal(row_tokens[0], tokens[row])
+        assert (row_logits[0] - logits[row]).abs().max().item() <= 1e-5
 
 
 def test_repeated_and_reordered_rows_equal_their_own_batches(tiny_vlm):
