@@ -208,7 +208,7 @@ def training_markdown(config: TrainConfig, result: TrainResult, command: str, ev
              f"- seed {config.seed} (model init; data streams `toy-train-{config.seed}`, validation "
              f"`toy-val-{config.seed}`, test `toy-test-{config.seed}`)",
              f"- {result.steps_run} of at most {config.steps} steps, batch {config.batch_size}, lr {config.lr}; "
-             f"wall time {result.seconds:.0f} s on {torch.get_num_threads()} CPU threads "
+             f"wall time {result.seconds:.0f} s with {torch.get_num_threads()} torch CPU thread(s) "
              f"(torch {torch.__version__})",
              f"- validation accuracy at stop (first answer token, {config.val_size} scenes): "
              f"{result.val_accuracy:.1%}; test accuracy (first answer token, {config.test_size} scenes): "
