@@ -5,8 +5,10 @@
 
 Every workload of `bench.workload` runs on the same model and batch, round-robin (one call of each per
 repetition, after warm-up), so machine-load drifts hit all of them alike; the tables show medians (and
-minima) and the ratios the issue targets. The 1-minute load average is printed before and after:
-other processes on the machine distort timings, re-run when it is high.
+minima) and the ratios the issue targets. Other processes distort timings on a shared machine: a
+repetition counts only if the rest of the machine used at most `--max-external` cores meanwhile
+(from /proc/stat), and repetitions continue until enough are quiet (up to 4x); the table reports how
+many were kept and the 1-minute load average before and after.
 
 Peak memory is measured in a child process per shape and batch size (glibc told to return freed
 blocks to the OS, so RSS follows the tensors): the rise of peak RSS over the RSS before the call.
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -51,16 +54,48 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def time_round_robin(vlm, inputs, names, reps: int, warmup: int) -> dict[str, list[float]]:
-    """Seconds per call of each workload, `reps` round-robin repetitions after `warmup` untimed ones."""
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for rep in range(warmup + reps):
+def busy_cpu_seconds() -> float:
+    """CPU seconds used by everything on the machine (all processes, and time stolen by the hypervisor)."""
+    with open("/proc/stat") as handle:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, handle.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Timings:
+    """Seconds per call of each workload over the kept repetitions, and how busy the machine was."""
+
+    times: dict[str, list[float]]
+    kept: int
+    ran: int
+    external_cores: list[float]  # other processes' CPU use during each kept repetition, in cores
+
+
+def time_round_robin(vlm, inputs, names, reps: int, warmup: int, max_external: float = 0.25,
+                     max_rounds: int | None = None) -> Timings:
+    """Round-robin repetitions (one call of each workload per repetition) after `warmup` untimed ones.
+
+    A repetition counts only if the rest of the machine used at most `max_external` cores meanwhile;
+    repetitions continue until `reps` counted or `max_rounds` (default 4 x reps) ran. If fewer than 3
+    counted by then, all are kept (the table says so).
+    """
+    for _ in range(warmup):
+        for name in names:
+            WORKLOADS[name].run(vlm, inputs)
+    rounds = []
+    while len([r for r in rounds if r[1] <= max_external]) < reps and len(rounds) < (max_rounds or 4 * reps):
+        wall, own, busy = time.perf_counter(), time.process_time(), busy_cpu_seconds()
+        times = {}
         for name in names:
             start = time.perf_counter()
             WORKLOADS[name].run(vlm, inputs)
-            if rep >= warmup:
-                times[name].append(time.perf_counter() - start)
-    return times
+            times[name] = time.perf_counter() - start
+        external = (busy_cpu_seconds() - busy - (time.process_time() - own)) / (time.perf_counter() - wall)
+        rounds.append((times, max(0.0, external)))
+    quiet = [r for r in rounds if r[1] <= max_external]
+    kept = quiet if len(quiet) >= 3 else rounds
+    return Timings({name: [times[name] for times, _ in kept] for name in names}, len(kept), len(rounds),
+                   [external for _, external in kept])
 
 
 def separate_runs_estimate(median: dict[str, float]) -> float:
@@ -81,10 +116,11 @@ def shape_line(shape: str, vlm, inputs) -> str:
             f"answer {ANSWER_TOKENS} tokens; fp32, {torch.get_num_threads()} threads")
 
 
-def timing_table(times: dict[str, list[float]]) -> str:
+def timing_table(timings: Timings) -> str:
     """Medians and minima per workload, then the ratios: the median over repetitions of the ratio within
     one repetition (the two calls ran seconds apart, so a load change hits both), and in brackets the
     ratio of the medians."""
+    times = timings.times
     median = {k: statistics.median(v) for k, v in times.items()}
     rows = ["| workload | median ms | min ms |", "|---|---|---|"]
     rows += [f"| {k} | {1000 * median[k]:.1f} | {1000 * min(v):.1f} |" for k, v in times.items()]
@@ -99,15 +135,20 @@ def timing_table(times: dict[str, list[float]]) -> str:
     return "\n".join(rows)
 
 
-def throughput_table(shape: str, reps: int, warmup: int, batch: int) -> str:
+def throughput_table(shape: str, reps: int, warmup: int, batch: int, max_external: float) -> str:
     vlm = build_vlm(shape)
     rows = [f"| workload | samples/s at batch 1 | samples/s at batch {batch} | gain |", "|---|---|---|---|"]
     inputs = {b: batch_inputs(vlm, shape, b) for b in (1, batch)}
-    times = {b: time_round_robin(vlm, inputs[b], THROUGHPUT, reps, warmup) for b in (1, batch)}
+    timings = {b: time_round_robin(vlm, inputs[b], THROUGHPUT, reps, warmup, max_external) for b in (1, batch)}
     for name in THROUGHPUT:
-        rate = {b: b / statistics.median(times[b][name]) for b in (1, batch)}
+        rate = {b: b / statistics.median(timings[b].times[name]) for b in (1, batch)}
         rows.append(f"| {name} | {rate[1]:.2f} | {rate[batch]:.2f} | {rate[batch] / rate[1]:.2f} |")
-    return "\n".join(rows)
+    return "\n".join(rows) + "\n\n" + "; ".join(f"batch {b}: {contention(t)}" for b, t in timings.items())
+
+
+def contention(timings: Timings) -> str:
+    return (f"{timings.kept} of {timings.ran} repetitions kept, other processes used "
+            f"{statistics.median(timings.external_cores):.2f} cores (median) during them")
 
 
 def memory_worker(shape: str, batch: int) -> dict[str, float]:
@@ -150,6 +191,8 @@ def main(argv=None) -> None:
     parser.add_argument("--reps", type=int, default=7, help="timed round-robin repetitions")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-external", type=float, default=0.25,
+                        help="count a repetition only if other processes used at most this many cores meanwhile")
     parser.add_argument("--batch", type=int, default=8, help="batch size for throughput and memory")
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--no-memory", action="store_true")
@@ -164,14 +207,14 @@ def main(argv=None) -> None:
         vlm = build_vlm(shape)
         inputs = batch_inputs(vlm, shape, 1)
         print(f"\n## {shape_line(shape, vlm, inputs)}\n")
-        table = timing_table(time_round_robin(vlm, inputs, TIMED, args.reps, args.warmup))
-        print(f"batch 1, {args.reps} round-robin repetitions after {args.warmup} warm-up; 1-min load average "
-              f"{before:.2f} before, {load():.2f} after\n\n{table}\n", flush=True)
+        timings = time_round_robin(vlm, inputs, TIMED, args.reps, args.warmup, args.max_external)
+        print(f"batch 1, round-robin after {args.warmup} warm-up repetitions; {contention(timings)}; 1-min load "
+              f"average {before:.2f} before, {load():.2f} after\n\n{timing_table(timings)}\n", flush=True)
         if not args.no_throughput:
-            print(throughput_table(shape, max(3, args.reps // 2), 1, args.batch) + "\n", flush=True)
+            print(throughput_table(shape, max(3, args.reps // 2), 1, args.batch, args.max_external) + "\n",
+                  flush=True)
         if not args.no_memory:
             print(memory_table(shape, args.batch) + "\n", flush=True)
-
 
 if __name__ == "__main__":
     main()
