@@ -49,6 +49,10 @@ ROW_WISE_PROCESSORS = frozenset({
 })
 
 
+class PrefixUnsupported(ToolkitError):
+    """This model or batch needs something the prefix engine does not do (the naive engine can)."""
+
+
 @dataclass
 class GenerationSetup:
     """What stock `generate` prepared for one batch, captured right before its decoding loop."""
@@ -83,8 +87,8 @@ def prepare_generation(vlm, inputs: BatchFeature, max_new_tokens: int) -> Genera
     input_ids = captured["input_ids"]
     unknown = [type(p).__name__ for p in captured["processors"] if type(p).__name__ not in ROW_WISE_PROCESSORS]
     if unknown:
-        raise ToolkitError(f"the prefix-sharing engine cannot apply the logits processors {unknown} of this "
-                           f"model's generation config; use open_session(..., engine='naive')")
+        raise PrefixUnsupported(f"the prefix-sharing engine cannot apply the logits processors {unknown} of this "
+                                f"model's generation config")
     per_token = {k: kwargs.pop(k) for k in list(kwargs) if k in _PER_TOKEN_EXTENSION}
     prefill_only = {k: kwargs.pop(k) for k in ("mm_encoder_outputs",) if k in kwargs}
     for k, v in kwargs.items():
@@ -147,7 +151,7 @@ def run_prefix(vlm, inputs: BatchFeature, max_new_tokens: int) -> Prefix:
     """The vision encoder and the whole prompt, once for the batch (at alpha = 1, stock attention)."""
     setup = prepare_generation(vlm, inputs, max_new_tokens)
     if setup.input_ids.shape[1] < 2:
-        raise ToolkitError("the prompt has a single token; prefix sharing needs at least two")
+        raise PrefixUnsupported("the prompt has a single token; prefix sharing needs at least two")
     with torch.inference_mode():
         out = vlm.model(input_ids=setup.input_ids, attention_mask=setup.attention_mask,
                         position_ids=setup.position_ids, past_key_values=setup.cache, use_cache=True,
@@ -164,8 +168,7 @@ def check_cache_layers(cache) -> None:
     """Refuse cache layers a shallow fork would share storage with (in-place writes) or that drop keys."""
     for layer in getattr(cache, "layers", []):
         if type(layer) is not DynamicLayer or isinstance(layer, DynamicSlidingWindowLayer):
-            raise ToolkitError(f"prefix sharing needs plain dynamic cache layers, got {type(layer).__name__}; use "
-                               f"open_session(..., engine='naive')")
+            raise PrefixUnsupported(f"prefix sharing needs plain dynamic cache layers, got {type(layer).__name__}")
 
 
 class Branch:

@@ -23,15 +23,18 @@ step, T = answer length): confidence = V + P (= stock generate's prefill); alpha
 """
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Sequence
 
 import torch
 from transformers import BatchFeature
 
 from common.errors import ToolkitError
-from intervention.prefix import Branch, Prefix, run_prefix
+from intervention.prefix import Branch, Prefix, PrefixUnsupported, run_prefix
 from intervention.scaling_vis import ScalingVis, validate_alpha
 from intervention.state import SCOPES
+
+logger = logging.getLogger(__name__)
 
 ENGINES = ("prefix", "naive")
 # Default budget for the key/value copies of one batched branch (rows beyond the batch size are only
@@ -107,7 +110,9 @@ class NaiveSession(AnswerSession):
 
 class PrefixSession(AnswerSession):
     """Prefix-shared answers (see the module docstring). `max_rows` bounds the rows of one batched
-    branch: each row holds its own copy of the prompt's key/value cache while it decodes."""
+    branch: each row holds its own copy of the prompt's key/value cache while it decodes. A batch the
+    engine cannot handle (`PrefixUnsupported`, e.g. a logits processor that needs the whole batch) is
+    answered by the naive engine instead, with a warning."""
 
     def __init__(self, vlm, inputs, *, max_rows: int | None = None, **kwargs):
         super().__init__(vlm, inputs, **kwargs)
@@ -115,14 +120,21 @@ class PrefixSession(AnswerSession):
             raise ToolkitError(f"max_rows must be >= 1, got {max_rows}")
         self._max_rows = max_rows
         self._prefix: Prefix | None = None
+        self._naive: NaiveSession | None = None
         self._base: Branch | None = None
         self._texts: dict[tuple[int, float], str] = {}
         self.branch_calls = 0  # batched branches run so far (for tests and benchmarks)
 
     @property
-    def prefix(self) -> Prefix:
-        if self._prefix is None:
-            self._prefix = run_prefix(self.vlm, self.inputs, self.max_new_tokens)
+    def prefix(self) -> Prefix | None:
+        """The prompt run once; None when this batch fell back to the naive engine."""
+        if self._prefix is None and self._naive is None:
+            try:
+                self._prefix = run_prefix(self.vlm, self.inputs, self.max_new_tokens)
+            except PrefixUnsupported as error:
+                _warn_once(f"{error}; answering with the naive engine (same answers, slower)")
+                self._naive = NaiveSession(self.vlm, self.inputs, max_new_tokens=self.max_new_tokens,
+                                           scope=self.scope, layers=self.layers)
         return self._prefix
 
     @property
@@ -142,12 +154,16 @@ class PrefixSession(AnswerSession):
 
     @property
     def confidence(self) -> torch.Tensor:
+        if self.prefix is None:
+            return self._naive.confidence
         return first_token_confidence(self.prefix.first_logits)
 
     def answers(self, alpha):
         return self.answers_rounds([alpha])[0]
 
     def answers_rounds(self, rounds):
+        if self.prefix is None:
+            return self._naive.answers_rounds(rounds)
         per_round = [self._row_alphas(alphas) for alphas in rounds]
         self._compute({(row, a) for alphas in per_round for row, a in enumerate(alphas)})
         return [[self._texts[(row, a)] for row, a in enumerate(alphas)] for alphas in per_round]
@@ -185,6 +201,15 @@ def open_session(vlm, inputs: BatchFeature, *, max_new_tokens: int, scope: str =
     if engine == "naive":
         return NaiveSession(vlm, inputs, max_new_tokens=max_new_tokens, scope=scope, layers=layers)
     return PrefixSession(vlm, inputs, max_new_tokens=max_new_tokens, scope=scope, layers=layers, max_rows=max_rows)
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning(message)
 
 
 def first_token_confidence(logits: torch.Tensor) -> torch.Tensor:

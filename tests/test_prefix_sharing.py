@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from common.errors import ToolkitError
 from intervention import ScalingVis, open_session
-from intervention.prefix import Branch, run_prefix
+from intervention import prefix as prefix_module
+from intervention import session as session_module
+from intervention.prefix import Branch, PrefixUnsupported, run_prefix
 from tests.conftest import one_sample_inputs, two_sample_inputs
 
 STEPS = 3
@@ -135,8 +136,35 @@ def test_generation_config_defaults_apply_as_in_generate(tiny_vlm):
         expected, _ = _generate(tiny_vlm, inputs, [0.0, 2.0])
         tokens, _ = _branch(prefix, [0, 1], [0.0, 2.0])
         assert torch.equal(tokens, expected)
-        config.guidance_scale = 1.5  # classifier-free guidance needs the whole batch: not supported
-        with pytest.raises(ToolkitError, match="engine='naive'"):
-            open_session(tiny_vlm, inputs, max_new_tokens=STEPS).confidence
+        assert not torch.equal(tokens, _generate_without_penalty(tiny_vlm, inputs, config))
     finally:
-        config.repetition_penalty, config.guidance_scale = None, None
+        config.repetition_penalty = None
+
+
+def _generate_without_penalty(vlm, inputs, config):
+    penalty, config.repetition_penalty = config.repetition_penalty, None
+    try:
+        return _generate(vlm, inputs, [0.0, 2.0])[0]
+    finally:
+        config.repetition_penalty = penalty
+
+
+@pytest.mark.parametrize("family", ["llava"])
+def test_unsupported_batches_fall_back_to_the_naive_engine(tiny_vlm, monkeypatch, caplog):
+    """A logits processor the engine does not know to be row-wise: the session answers with stock generate."""
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    config = tiny_vlm.model.generation_config
+    monkeypatch.setattr(prefix_module, "ROW_WISE_PROCESSORS", frozenset())
+    monkeypatch.setattr(session_module, "_WARNED", set())
+    try:
+        config.repetition_penalty = 5.0
+        with pytest.raises(PrefixUnsupported):
+            run_prefix(tiny_vlm, inputs, STEPS)
+        session = open_session(tiny_vlm, inputs, max_new_tokens=STEPS)
+        naive = open_session(tiny_vlm, inputs, max_new_tokens=STEPS, engine="naive")
+        with caplog.at_level("WARNING", logger="intervention.session"):
+            assert session.answers([0.0, 2.0]) == naive.answers([0.0, 2.0])
+        assert torch.equal(session.confidence, naive.confidence)
+        assert "naive engine" in caplog.text and "RepetitionPenaltyLogitsProcessor" in caplog.text
+    finally:
+        config.repetition_penalty = None
