@@ -76,8 +76,8 @@ def time_round_robin(vlm, inputs, names, reps: int, warmup: int, max_external: f
     """Round-robin repetitions (one call of each workload per repetition) after `warmup` untimed ones.
 
     A repetition counts only if the rest of the machine used at most `max_external` cores meanwhile;
-    repetitions continue until `reps` counted or `max_rounds` (default 4 x reps) ran. If fewer than 3
-    counted by then, all are kept (the table says so).
+    repetitions continue until `reps` counted or `max_rounds` (default 4 x reps) ran. If fewer counted
+    by then, the `reps` quietest repetitions are kept (the table reports the load during them).
     """
     for _ in range(warmup):
         for name in names:
@@ -92,8 +92,7 @@ def time_round_robin(vlm, inputs, names, reps: int, warmup: int, max_external: f
             times[name] = time.perf_counter() - start
         external = (busy_cpu_seconds() - busy - (time.process_time() - own)) / (time.perf_counter() - wall)
         rounds.append((times, max(0.0, external)))
-    quiet = [r for r in rounds if r[1] <= max_external]
-    kept = quiet if len(quiet) >= 3 else rounds
+    kept = sorted(rounds, key=lambda r: r[1])[:reps]
     return Timings({name: [times[name] for times, _ in kept] for name in names}, len(kept), len(rounds),
                    [external for _, external in kept])
 
