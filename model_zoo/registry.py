@@ -94,6 +94,8 @@ for _row in (
     ("qwen3-vl-8b", "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", "Qwen3-VL 8B Instruct"),
 ):
     register_model(_row[0], _row[1], family=_row[2], description=_row[3])
+register_model("toy", "model_zoo/toy/checkpoint", family="llava", local=True,
+               description="tiny LLaVA trained on synthetic Controlled-A scenes (shipped; model_zoo/toy)")
 
 
 def family_spec(model_type: str, source: str) -> FamilySpec:
