@@ -187,7 +187,7 @@ def _status_kb(field: str) -> int:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
-    parser.add_argument("--reps", type=int, default=7, help="timed round-robin repetitions")
+    parser.add_argument("--reps", type=int, default=11, help="timed round-robin repetitions")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-external", type=float, default=0.25,
