@@ -6,7 +6,10 @@
     answers = AdaptVis(weight1=0.5, weight2=1.5, threshold=0.4).run(vlm, inputs, max_new_tokens=10)
 
     session = open_session(vlm, inputs, max_new_tokens=10)   # what the CLI uses for every method
-    session.confidence, session.answers(0.8)
+    session.confidence, session.answers(0.8), session.answers_rounds([[0.5, 2.0], [1.5, 0.8]])
+
+`open_session` shares the prompt across alphas (prefix sharing, `intervention.prefix`); pass
+`engine="naive"` for the plain two-pass procedure (one generate per alpha), the reference it is tested against.
 """
 from intervention.adapt_vis import AdaptVis, AdaptVisAnswer
 from intervention.attention import ATTENTION_NAME, register

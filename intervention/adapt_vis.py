@@ -76,7 +76,9 @@ class AdaptVis:
         if self.round_confidence:
             compared = torch.round(compared, decimals=2)
         smooth = compared < torch.tensor(self.threshold, dtype=torch.float32)
-        alphas = torch.where(smooth, torch.tensor(self.weight1), torch.tensor(self.weight2))
+        # float64 so the alphas are exactly the weights given (0.8, not float32's 0.800000011920929)
+        alphas = torch.where(smooth, torch.tensor(self.weight1, dtype=torch.float64),
+                             torch.tensor(self.weight2, dtype=torch.float64))
         branches = [SMOOTH if s else SHARPEN for s in smooth.tolist()]
         return alphas, branches, compared
 

@@ -90,7 +90,8 @@ class VLM:
         return inputs.to(self.device).to(self.dtype)
 
     def generation_config(self, max_new_tokens: int, **extra) -> GenerationConfig:
-        """Greedy decoding, independent of the checkpoint's sampling defaults."""
+        """Greedy decoding (no sampling, one beam). Other defaults of the checkpoint's generation config
+        still apply as in stock `generate`, e.g. Qwen2-VL-Instruct's repetition_penalty=1.05."""
         return GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
                                 eos_token_id=self.model.generation_config.eos_token_id,
                                 pad_token_id=self.processor.tokenizer.pad_token_id, **extra)

@@ -76,22 +76,17 @@ def plan_alpha_rounds(needed: Sequence[Sequence[float]]) -> list[list[float]]:
 def answer_batch(session, choices_per_run: Sequence[list[AlphaChoice]]) -> dict[tuple[int, float], str]:
     """Generate each sample's answer at every alpha some configuration chose for it.
 
-    Alphas are compared as the float32 values the attention uses (AdaptVis gives float32(0.8) where
-    ScalingVis gives 0.8: one answer serves both). All rounds go to the session at once
-    (`answers_rounds`): the prefix engine then runs every distinct (row, alpha) pair once, batched.
+    All rounds go to the session at once (`answers_rounds`): the prefix engine then runs every
+    distinct (row, alpha) pair once, batched.
     """
-    def as_float32(alpha: float) -> float:
-        return float(torch.tensor(alpha, dtype=torch.float32))
-
     n_rows = len(choices_per_run[0])
-    needed = [[as_float32(choices[row].alpha) for choices in choices_per_run] for row in range(n_rows)]
+    needed = [[choices[row].alpha for choices in choices_per_run] for row in range(n_rows)]
     rounds = plan_alpha_rounds(needed)
     texts: dict[tuple[int, float], str] = {}
     for alphas, round_texts in zip(rounds, session.answers_rounds(rounds)):
         for row, (alpha, text) in enumerate(zip(alphas, round_texts)):
             texts.setdefault((row, alpha), text)
-    return {(row, choices[row].alpha): texts[(row, as_float32(choices[row].alpha))]
-            for choices in choices_per_run for row in range(n_rows)}
+    return texts
 
 
 def sample_record(sample: Sample, prompt: str, generation: str, confidence: float,

@@ -20,6 +20,11 @@ def test_rounding_boundary_takes_the_sharpen_branch():
     assert torch.allclose(rounded, torch.tensor([0.30, 0.29, 0.31, 0.0, 1.0]))
 
 
+def test_alphas_are_exactly_the_weights_given():
+    alphas, _, _ = AdaptVis(weight1=0.8, weight2=1.2, threshold=0.5).decide(torch.tensor([0.1, 0.9]))
+    assert alphas.tolist() == [0.8, 1.2]
+
+
 def test_without_rounding_the_raw_confidence_is_compared():
     _, branches, compared = AdaptVis(threshold=0.3, round_confidence=False).decide(torch.tensor([0.2988]))
     assert branches == [SMOOTH] and compared.item() == pytest.approx(0.2988)

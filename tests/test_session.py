@@ -90,8 +90,8 @@ def test_grid_through_the_runner_equals_separate_runs_in_one_batched_branch(tiny
              for s in specs if s.method == "adapt_vis"}
     choices = [choose_alphas(spec, adapt.get(spec), confidence) for spec in specs]
     answers = answer_batch(session, choices)
-    # Every alpha other than 1 of every row (0.8 from ScalingVis and float32 0.8 from AdaptVis are one
-    # alpha) ran in a single batched branch; alpha 1 continued the confidence step.
+    # Every alpha other than 1 of every row (0.8 from ScalingVis and from AdaptVis are one alpha) ran in a
+    # single batched branch; alpha 1 continued the confidence step.
     assert session.branch_calls == 1
     for spec, spec_choices in zip(specs, choices):
         expected = _separate_run(tiny_vlm, inputs, spec)
