@@ -60,12 +60,15 @@ def template_name(spec: DatasetSpec, prompt_variant: str) -> str:
     return "two_obj_reversed" if prompt_variant == "reversed" else "two_obj"
 
 
-def _options(item: Item, full: OptionSet, option: str, templates: PromptTemplates) -> OptionSet:
-    if option != "two":
-        return full
+def ordered_two_options(templates: PromptTemplates, full: OptionSet, pair: tuple[str, str]) -> OptionSet:
+    """The two-option set of `pair`, in the subset's canonical option order (never "correct first")."""
     order = {word: i for i, word in enumerate(full.words)}
-    first, second = sorted(item.two_options, key=lambda w: order.get(w, len(order)))
+    first, second = sorted(pair, key=lambda w: order.get(w, len(order)))
     return templates.two_options(first, second)
+
+
+def _options(item: Item, full: OptionSet, option: str, templates: PromptTemplates) -> OptionSet:
+    return ordered_two_options(templates, full, item.two_options) if option == "two" else full
 
 
 def _gold(item: Item, prompt_variant: str) -> str:

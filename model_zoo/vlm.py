@@ -71,13 +71,11 @@ class VLM:
     def build_prompt(self, question: str, paper_prompt: str | None = None) -> str:
         """The full text for the processor (image placeholder included) for one question."""
         if self.prompt_format == "paper":
-            return paper_prompt if paper_prompt is not None else PAPER_TEMPLATE.format(
-                image=self.image_token, question=question)
+            return paper_prompt if paper_prompt is not None else paper_chat_prompt(self.image_token, question)
         if not self.processor.chat_template:
             raise ToolkitError(f"{self.model_id} ships no chat template; use a checkpoint with one"
                                + (" or prompt_format='paper'" if self.spec.paper_prompt else ""))
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat_prompt(self.processor, question)
 
     def prepare(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> BatchFeature:
         """Left-padded model inputs on the model's device, pixel values in the model's dtype."""
@@ -109,6 +107,17 @@ class VLM:
         """Greedy answers, special tokens skipped, whitespace stripped."""
         sequences = self.generate_ids(inputs, max_new_tokens)
         return self.decode_new_tokens(sequences, inputs["input_ids"].shape[1])
+
+
+def chat_prompt(processor, question: str) -> str:
+    """One user turn (an image, then the question) in the processor's chat template, ready for the answer."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def paper_chat_prompt(image_token: str, question: str) -> str:
+    """The original code's literal LLaVA-1.5 prompt around `question`."""
+    return PAPER_TEMPLATE.format(image=image_token, question=question)
 
 
 def check_prompt_format(prompt_format: str, spec: FamilySpec) -> str:

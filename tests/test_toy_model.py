@@ -17,7 +17,8 @@ from model_zoo.tiny import count_unknown_words
 from model_zoo.toy import CHECKPOINT_DIR
 from model_zoo.toy.attention_mass import measure_attention_mass, patch_coverage
 from model_zoo.toy.build import sincos_table
-from model_zoo.toy.data import chat_prompt, make_examples, question_text
+from model_zoo.toy.data import make_examples, question_text
+from model_zoo.vlm import chat_prompt
 from model_zoo.toy.evaluate import accuracy, generate_answers
 from model_zoo.toy.train import main as train_main
 

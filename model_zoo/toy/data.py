@@ -19,10 +19,11 @@ from PIL import Image
 
 from dataset_zoo.catalog import get_spec
 from dataset_zoo.prompts import PromptTemplates, load_templates
+from dataset_zoo.questions import ordered_two_options
 from dataset_zoo.relations import INVERSE
 from dataset_zoo.synthetic import ANCHORS, COLOUR_WORDS, RELATIONS, SMALL_OBJECTS, render_scene
 from model_zoo.tiny import DEFAULT_WORDS
-from model_zoo.vlm import PAPER_TEMPLATE
+from model_zoo.vlm import chat_prompt, paper_chat_prompt
 
 Box = tuple[int, int, int, int]
 VARIANTS = ("A", "B")
@@ -66,25 +67,15 @@ def question_text(templates: PromptTemplates, obj: str, anchor: str, variant: st
                   two_options: bool = False) -> str:
     """The data layer's question for a synthetic Controlled scene (hyphens in names become spaces)."""
     full = templates.option_set(get_spec(f"Synthetic_Controlled_{variant}").option_set, "four")
-    if two_options:
-        order = {word: i for i, word in enumerate(full.words)}
-        first, second = sorted((answer, INVERSE[answer]), key=order.__getitem__)
-        options = templates.two_options(first, second).text
-    else:
-        options = full.text
+    options = ordered_two_options(templates, full, (answer, INVERSE[answer])) if two_options else full
     return templates.question("two_obj", obj1=obj.replace("-", " "), obj2=anchor.replace("-", " "),
-                              options=options)
-
-
-def chat_prompt(processor, question: str) -> str:
-    """The prompt `VLM.build_prompt` makes in the default chat format."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+                              options=options.text)
 
 
 def prompt_for(processor, example: Example) -> str:
+    """The prompt `VLM.build_prompt` makes for the example's prompt format."""
     if example.paper_prompt:
-        return PAPER_TEMPLATE.format(image=processor.image_token, question=example.question)
+        return paper_chat_prompt(processor.image_token, example.question)
     return chat_prompt(processor, example.question)
 
 
