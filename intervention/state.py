@@ -150,7 +150,6 @@ def state_for(module) -> ScalingState | None:
     return None
 
 
-
 def attention_weights_requested() -> bool:
     """Whether the running forward collects attention weights (output_attentions=True)."""
     from transformers.utils import output_capturing
