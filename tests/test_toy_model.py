@@ -137,3 +137,12 @@ def test_patch_coverage_counts_pixel_fractions():
     mask[16:24, 16:32] = True          # the top half of patch (1, 1)
     coverage = patch_coverage(mask, grid=6)
     assert coverage[0] == 1.0 and coverage[7] == 0.5 and coverage.sum() == 1.5
+
+
+@pytest.mark.parametrize("flags", [["--steps", "0"], ["--batch-size", "-1"], ["--curriculum", "1.5"],
+                                   ["--variants", "C"]])
+def test_training_rejects_bad_settings_with_a_usage_error(tmp_path, flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--output", str(tmp_path), *flags])
+    assert exit_info.value.code == 2 and "error:" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())

@@ -271,6 +271,12 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse
     variants = tuple(v.strip().upper() for v in args.variants.split(","))
     if not set(variants) <= set(VARIANTS):
         parser.error(f"--variants takes A, B or A,B, got {args.variants!r}")
+    for flag in ("steps", "batch_size", "eval_every", "val_size", "test_size", "lm_layers", "hidden",
+                 "vision_layers", "vision_hidden", "threads"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.lr <= 0 or args.warmup < 0 or not 0 <= args.curriculum <= 1 or not 0 <= args.target_accuracy <= 1:
+        parser.error("--lr must be > 0, --warmup >= 0, --curriculum and --target-accuracy in [0, 1]")
     config = TrainConfig(
         seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
         curriculum=args.curriculum, variants=variants, target_accuracy=args.target_accuracy or None,
