@@ -18,15 +18,12 @@ ScalingVis prefers the alpha closest to 1 (then the smaller alpha); AdaptVis pre
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from common.errors import ToolkitError
 from evaluation.runs import (HYPERPARAMETERS, RunRecord, describe_settings, format_number,
                              latest_per_configuration)
-
-logger = logging.getLogger(__name__)
 
 SELECTABLE_METHODS = ("scaling_vis", "adapt_vis")
 METRICS = ("accuracy", "pair_accuracy", "set_accuracy", "pair_accuracy_paper", "set_accuracy_paper",

@@ -7,7 +7,6 @@ each configuration's own `samples.jsonl` after every batch.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
@@ -22,8 +21,6 @@ from runner.config import MethodSpec, RunConfig
 if TYPE_CHECKING:
     from intervention import AdaptVis
     from runner.records import RunFolder
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

@@ -40,9 +40,14 @@ def run(config: RunConfig) -> list[RunOutcome]:
     validate(config)
     output_root = Path(config.output_dir)
     ensure_writable(output_root)
-    dataset = load_dataset(config)
-    specs = expand_methods(config)
     shard = current_shard()
+    # Process 0 fetches or generates missing data alone; the others read it once it is complete.
+    if not shard.is_main:
+        shard.barrier()
+    dataset = load_dataset(config, download=config.download and shard.is_main)
+    if shard.is_main:
+        shard.barrier()
+    specs = expand_methods(config)
     folders = {spec: RunFolder(output_root / run_name(config, spec, dataset.info.get("option"),
                                                       dataset.info["split"])) for spec in specs}
     order = {sample.id: position for position, sample in enumerate(dataset)}
@@ -71,9 +76,9 @@ def run(config: RunConfig) -> list[RunOutcome]:
             for spec in specs]
 
 
-def load_dataset(config: RunConfig):
+def load_dataset(config: RunConfig, download: bool):
     dataset = get_dataset(config.dataset, root=config.data_root, split=config.split, option=config.option,
-                          download=config.download, seed=config.seed, prompt_dir=config.prompt_dir,
+                          download=download, seed=config.seed, prompt_dir=config.prompt_dir,
                           prompt_variant=config.prompt_variant, vsr_split=config.vsr_split,
                           vsr_paper_resize=config.vsr_paper_resize)
     return dataset[: config.limit] if config.limit else dataset

@@ -1,7 +1,4 @@
 """The pieces of the evaluation workflow that need no model: configs, run names, records, shards, rounds."""
-import json
-from pathlib import Path
-
 import pytest
 
 from common.errors import ToolkitError
