@@ -53,8 +53,9 @@ def run(config: RunConfig) -> list[RunOutcome]:
     order = {sample.id: position for position, sample in enumerate(dataset)}
 
     if shard.is_main:
+        environment = {"versions": library_versions(), "git": git_commit()}
         for spec, folder in folders.items():
-            prepare_folder(config, dataset, spec, folder, order)
+            prepare_folder(config, dataset, spec, folder, order, environment)
     shard.barrier()
     finished_before = {spec for spec, folder in folders.items() if folder.is_finished()}
     pending_runs = [pending_run(config, spec, folders[spec], shard) for spec in specs
@@ -92,8 +93,8 @@ def load_model(config: RunConfig, shard: Shard):
                      prompt_format=config.prompt_format)
 
 
-def prepare_folder(config: RunConfig, dataset, spec: MethodSpec, folder: RunFolder,
-                   order: dict[str, int]) -> None:
+def prepare_folder(config: RunConfig, dataset, spec: MethodSpec, folder: RunFolder, order: dict[str, int],
+                   environment: dict) -> None:
     """Reset (--overwrite), merge leftovers of an interrupted sharded run, and write config.json."""
     if config.overwrite:
         folder.reset()
@@ -105,7 +106,7 @@ def prepare_folder(config: RunConfig, dataset, spec: MethodSpec, folder: RunFold
     record = run_record(config, spec)
     record.update(run=folder.path.name, option=dataset.info.get("option"), split=dataset.info["split"],
                   dataset_info=dataset.info, prompt_info=dataset.prompt_info,
-                  model_info=previous.get("model_info"), versions=library_versions(), git=git_commit(),
+                  model_info=previous.get("model_info"), **environment,
                   started_at=previous.get("started_at") or now_iso(), finished_at=None)
     folder.write_config(record)
 
