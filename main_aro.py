@@ -23,6 +23,7 @@ import sys
 from dataclasses import fields
 from typing import Optional, Sequence
 
+from common.cli import OneLineParser
 from common.errors import ToolkitError
 from runner.config import DTYPES, METHODS, OPTIONS, PROMPT_FORMATS, SCOPES, SPLITS, RunConfig, parse_list
 
@@ -31,7 +32,7 @@ DEMO_METHODS = ("base", "scaling_vis", "adapt_vis")
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The command line; also the parent of `evaluation.select`, which takes the same settings flags."""
-    parser = argparse.ArgumentParser(add_help=add_help, description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(add_help=add_help, description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("Examples:")[1].split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from common.cli import OneLineParser
 from bench.workload import ANSWER_TOKENS, LANGUAGE_MODEL, SHAPES, WORKLOADS, batch_inputs, build_vlm, grid_specs
 
 TIMED = ("stock_forward", "scaled_forward", "baseline", "engine_base", "scaling_naive", "adaptvis_naive",
@@ -185,7 +186,7 @@ def _status_kb(field: str) -> int:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--reps", type=int, default=11, help="timed round-robin repetitions")
     parser.add_argument("--warmup", type=int, default=2)

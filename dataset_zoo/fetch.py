@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 from typing import Optional, Sequence
 
+from common.cli import OneLineParser
 from common.errors import ToolkitError
 
 logger = logging.getLogger(__name__)
@@ -24,11 +25,9 @@ def download_dataset(name: str, root: Path | str = "data", vsr_split: str = "tes
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Fetch the named datasets (annotations, images, optionally the paper prompt files) into the data root."""
-    import argparse
-
     from dataset_zoo.catalog import DATASET_NAMES
 
-    parser = argparse.ArgumentParser(prog="python -m dataset_zoo.fetch", description=main.__doc__)
+    parser = OneLineParser(prog="python -m dataset_zoo.fetch", description=main.__doc__)
     parser.add_argument("names", nargs="+", choices=DATASET_NAMES, metavar="NAME",
                         help=f"dataset names: {', '.join(DATASET_NAMES)}")
     parser.add_argument("--root", default="data", help="data root (default: data)")

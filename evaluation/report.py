@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
+from common.cli import OneLineParser
 from common.errors import ToolkitError
 from dataset_zoo.catalog import CONTROLLED, VSR, SPECS
 from evaluation.report_long import long_table
@@ -244,7 +245,7 @@ def filter_runs(runs: Sequence[RunRecord], *, split: Optional[str] = None, model
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="python -m evaluation.report", description=__doc__.split("\n\n")[0],
                                      epilog="Examples:" + __doc__.split("Examples:")[1].split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_root", help="the --output-dir of main_aro.py")

@@ -19,6 +19,7 @@ import logging
 import sys
 from typing import Optional, Sequence
 
+from common.cli import OneLineParser
 from common.errors import ToolkitError
 from evaluation.runs import SETTINGS, effective_option, load_runs
 from evaluation.selection import METRICS, SELECTABLE_METHODS, Selection, find_candidates, select_best
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     """main_aro.py's flags (candidates must share its settings) plus what to select and by which metric."""
     import main_aro
 
-    parser = argparse.ArgumentParser(prog="python -m evaluation.select", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="python -m evaluation.select", description=__doc__.split("\n\n")[0],
                                      epilog="Examples:" + __doc__.split("Examples:")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      parents=[main_aro.build_parser(add_help=False)], conflict_handler="resolve")

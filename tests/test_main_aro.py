@@ -161,10 +161,13 @@ def test_bad_input_is_one_clear_line_and_exit_2(tmp_path, data_root, flags, mess
     assert err.startswith("error: ") and message in err and "Traceback" not in err and "\n" not in err
 
 
-def test_bad_option_choice_exits_nonzero(capsys):
+@pytest.mark.parametrize("argv", [["--option", "three"], ["--split", "train"], ["--batch-size", "two"]])
+def test_bad_flag_values_are_one_line_and_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main_aro.main(["--option", "three"])
-    assert exit_info.value.code != 0 and "invalid choice" in capsys.readouterr().err
+        main_aro.main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "invalid" in err and "--help" in err
 
 
 def test_unwritable_output_directory(tmp_path, data_root, capsys):

@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import Sequence
 
+from common.cli import OneLineParser
 from model_zoo.toy import CHECKPOINT_DIR
 from model_zoo.toy.attention_mass import AttentionReport, measure_attention_mass
 from model_zoo.toy.data import Example, make_examples, prompt_for
@@ -109,7 +110,7 @@ def evaluate_vlm(vlm, examples: Sequence[Example], test_seed: str,
 
 
 def main(argv: Sequence[str] | None = None) -> Evaluation:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(CHECKPOINT_DIR), help="checkpoint directory (default: shipped)")
     parser.add_argument("--n", type=int, default=500, help="number of fresh test scenes")
     parser.add_argument("--test-seed", default="toy-test-0", help="name of the random stream of the test scenes")

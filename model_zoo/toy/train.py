@@ -48,6 +48,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from common.cli import OneLineParser
 from dataset_zoo.prompts import load_templates
 from model_zoo.tiny import save_tiny_vlm
 from model_zoo.toy.build import Architecture, build_toy_model
@@ -237,7 +238,7 @@ def save_checkpoint(result: TrainResult, config: TrainConfig, output: Path, comm
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(prog="python -m model_zoo.toy.train", description=__doc__,
+    parser = OneLineParser(prog="python -m model_zoo.toy.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults, arch = TrainConfig(), Architecture()
     parser.add_argument("--output", type=Path, required=True, help="checkpoint directory to write")
