@@ -17,7 +17,6 @@ image-only processors name the stock class in `processor_config.json`, so a dire
 """
 from __future__ import annotations
 
-
 from transformers import (
     AutoProcessor,
     Qwen2_5_VLProcessor,
