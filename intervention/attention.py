@@ -16,32 +16,45 @@ scaling) so it can return them.
 The function is registered in both `AttentionInterface` and `AttentionMaskInterface` (with `sdpa_mask`):
 registered only in the former, transformers would hand it `attention_mask=None` and padding would be
 silently lost (transformers_attention.md §1.1, pitfall 1).
+
+The exact-row recompute implements plain causal softmax attention with an additive mask. A call that
+asks for anything else (a bidirectional `is_causal=False`, logit soft-capping, attention sinks, a
+position bias, a sliding window, or any keyword this function does not know) is refused when rows
+would be recomputed, rather than answered with numbers that ignore it. Untargeted calls are the stock
+SDPA call and honour whatever SDPA honours.
 """
 from __future__ import annotations
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
-from transformers.masking_utils import sdpa_mask
 
 from common.errors import ToolkitError
 from intervention import state as state_module
+from intervention.compat import attention_weights_requested, repeat_kv, sdpa_attention_forward, sdpa_mask
 
 ATTENTION_NAME = "scaling_vis"
+# Keywords the language models pass that do not change the attention arithmetic (checked on every
+# supported family; `scaling` and `dropout` are parameters). A None value never changes anything.
+HARMLESS_KWARGS = frozenset({"position_ids", "use_cache", "output_attentions", "output_hidden_states",
+                             "cache_position", "sliding_window", "is_causal"})
 
 
 def scaling_vis_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                           scaling: float | None = None, **kwargs):
     """Drop-in for `sdpa_attention_forward`: (B, H, q, D) query, (B, H_kv, k, D) key/value -> (B, q, H, D)."""
     active = state_module.state_for(module)
-    wants_weights = bool(kwargs.get("output_attentions")) or state_module.attention_weights_requested()
+    wants_weights = bool(kwargs.get("output_attentions")) or attention_weights_requested()
     if active is None:  # not a targeted language-model attention (vision tower, or outside a context)
         if wants_weights:
             return _eager(module, query, key, value, attention_mask, dropout, scaling, factors=None)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    active.note_call(module, query.shape[2], key.shape[2])
     _refuse_sliding_window(module, kwargs)
     plan = active.plan(module, query.shape[0], query.shape[2], key.shape[2], query.device)
+    if plan is not None:
+        _refuse_unhonoured_kwargs(module, kwargs)
+        active.scaled_calls += 1
     if wants_weights:
         return _eager(module, query, key, value, attention_mask, dropout, scaling, factors=plan)
     out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -57,6 +70,20 @@ def _refuse_sliding_window(module, kwargs) -> None:
     if kwargs.get("sliding_window") is not None or getattr(module, "sliding_window", None) is not None:
         raise ToolkitError("ScalingVis/AdaptVis do not support models with sliding-window attention layers yet; "
                            "use a model without sliding windows")
+
+
+def _refuse_unhonoured_kwargs(module, kwargs) -> None:
+    """Refuse what the exact-row recompute would silently ignore (see the module docstring)."""
+    unknown = sorted(name for name, value in kwargs.items()
+                     if value is not None and name not in HARMLESS_KWARGS)
+    if kwargs.get("is_causal") is False or not getattr(module, "is_causal", True):
+        unknown.append("is_causal=False")
+    if getattr(module, "attn_logit_softcapping", None) is not None or getattr(module, "sinks", None) is not None:
+        unknown.append("soft-capping/sinks of the module")
+    if unknown:
+        raise ToolkitError(f"ScalingVis cannot recompute the attention of {type(module).__name__}: it asks for "
+                           f"{', '.join(unknown)}, which the exact-row recompute does not implement; this model "
+                           f"(or transformers version) is not supported")
 
 
 def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, plan) -> None:

@@ -4,297 +4,217 @@ ScalingVis changes only the attention row of the last prompt position n-1. By ca
 before n-1 attends to it, so the hidden states and key/values of positions [0, n-1) are the same for
 every alpha (transformers_attention.md §5.1, verified bit-identical). The engine therefore:
 
-1. prepares the batch exactly as stock `generate` would (`prepare_generation`): vision features,
-   position ids (LLaMA-style `cumsum(mask) - 1`; Qwen's 4-row text + M-RoPE ids from `get_rope_index`,
-   with `model.model.rope_deltas` set), the attention mask (dropped when nothing is padded), and the
-   logits processors / stopping criteria of the effective generation config (which includes the
-   checkpoint's defaults, e.g. a repetition penalty);
-2. runs the whole prompt once at alpha = 1 (`run_prefix`): that forward is both the shared prefix
-   [0, n-1) and the alpha = 1 step of token n-1, whose logits give the confidence and whose cache
-   continues into the alpha = 1 answers (`Branch.at_alpha_one`). Prefilling n-1 positions and then
-   stepping token n-1 separately would cost one more forward of one token for the same numbers;
-3. runs each set of other per-row alphas as a `Branch`: a fork of positions [0, n-1) restricted to
-   (possibly repeated) batch rows, token n-1 again with ScalingVis at the branch's alphas, then greedy
-   decoding with generate's own processors and stopping rules, so answers are token for token those
-   of `generate` under the same alphas (and the same padded batch).
+1. runs stock `generate` for one token at alpha = 1 (`run_prefix`): the vision encoder and the whole
+   prompt [0, n), once per batch. Its raw logits give the confidence, its first token starts the
+   alpha = 1 answers, and its cache holds the key/values every branch forks from;
+2. answers at alpha = 1 by continuing that generate from its cache (`Branch.at_alpha_one`);
+3. answers each set of other per-row alphas with a `Branch`: stock `generate` from a fork of positions
+   [0, n-1) restricted to (possibly repeated) batch rows, with the prompt's explicit position ids and
+   ScalingVis pinned to position n-1 of those rows. `generate` feeds only the uncached token n-1, then
+   decodes with its own processors and stopping rules, so answers are token for token those of
+   `generate` under the same alphas (and the same padded batch).
 
-Forks are views of (or, for a row selection, indexed copies of) the prompt's key/value tensors inside
-shallow copies of the cache object. That is safe because `DynamicLayer.update` rebinds
-`self.keys = torch.cat(...)` and never writes in place (`check_cache_layers` refuses other layer
-types; a test re-checks the rebinding), so the shared tensors are never mutated, however many
-branches grow from them.
+Everything goes through public `generate` arguments (`past_key_values`/`cache`, `position_ids`,
+`output_logits`); the version-sensitive rest (the cache keyword, cache-layer internals, Qwen's
+rotary positions) is in `intervention.compat`. After every call the engine checks that generate
+continued from the given cache and that ScalingVis rescaled rows; if not, it raises
+`TransformersChanged`, and the session answers the batch with the naive engine instead.
+
+Forks are views of (or, for a row selection, gathered copies of) the prompt's key/value tensors in
+shallow copies of the cache object, safe because cache layers grow by rebinding (compat item 5).
 """
 from __future__ import annotations
 
-import copy
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from transformers import BatchFeature
-from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from common.errors import ToolkitError
+from intervention import compat
+from intervention.compat import TransformersChanged
 from intervention.scaling_vis import ScalingVis
-
-# Per-token model inputs (sliced like input_ids) and how generate extends them for each new token:
-# token_type_ids repeat their last value, mm_token_type_ids get 0 (= text).
-_PER_TOKEN_EXTENSION = {"token_type_ids": "repeat_last", "mm_token_type_ids": "zeros"}
-# Logits processors that act row by row (no per-batch state), so a branch may run any subset of rows.
-ROW_WISE_PROCESSORS = frozenset({
-    "RepetitionPenaltyLogitsProcessor", "NoRepeatNGramLogitsProcessor", "MinLengthLogitsProcessor",
-    "MinNewTokensLengthLogitsProcessor", "NoBadWordsLogitsProcessor", "SequenceBiasLogitsProcessor",
-    "SuppressTokensLogitsProcessor", "SuppressTokensAtBeginLogitsProcessor", "ForcedBOSTokenLogitsProcessor",
-    "ForcedEOSTokenLogitsProcessor", "InfNanRemoveLogitsProcessor", "ExponentialDecayLengthPenalty",
-})
 
 
 class PrefixUnsupported(ToolkitError):
-    """This model or batch needs something the prefix engine does not do (the naive engine can)."""
-
-
-@dataclass
-class GenerationSetup:
-    """What stock `generate` prepared for one batch, captured right before its decoding loop."""
-
-    input_ids: torch.Tensor                      # (B, n), left-padded
-    attention_mask: torch.Tensor | None          # (B, n); None when no row is padded (as generate does)
-    position_ids: torch.Tensor                   # (B, n) or (4, B, n) for Qwen (text row + M-RoPE rows)
-    per_token: dict[str, torch.Tensor]           # e.g. mm_token_type_ids (B, n)
-    prefill_only: dict                           # e.g. mm_encoder_outputs: only the prefix forward needs them
-    cache: object                                # the empty cache generate created
-    processors: list
-    stopping: list
-    pad_token: torch.Tensor | None
-    rope_deltas: torch.Tensor | None             # (B, 1) for M-RoPE models
-
-
-def prepare_generation(vlm, inputs: BatchFeature, max_new_tokens: int) -> GenerationSetup:
-    """Run `generate`'s input preparation (and vision encoder) through its public `custom_generate` hook,
-    stopping before the first forward, so every later step sees exactly what generate would pass."""
-    captured: dict = {}
-
-    def capture(model, input_ids, logits_processor=None, stopping_criteria=None, generation_config=None,
-                **model_kwargs):
-        captured.update(input_ids=input_ids, processors=logits_processor, stopping=stopping_criteria,
-                        pad_token=generation_config._pad_token_tensor, model_kwargs=model_kwargs)
-        return input_ids
-
-    model = vlm.model
-    with torch.inference_mode():
-        model.generate(**inputs, generation_config=vlm.generation_config(max_new_tokens), custom_generate=capture)
-    kwargs = dict(captured["model_kwargs"])
-    input_ids = captured["input_ids"]
-    unknown = [type(p).__name__ for p in captured["processors"] if type(p).__name__ not in ROW_WISE_PROCESSORS]
-    if unknown:
-        raise PrefixUnsupported(f"the prefix-sharing engine cannot apply the logits processors {unknown} of this "
-                                f"model's generation config")
-    per_token = {k: kwargs.pop(k) for k in list(kwargs) if k in _PER_TOKEN_EXTENSION}
-    prefill_only = {k: kwargs.pop(k) for k in ("mm_encoder_outputs",) if k in kwargs}
-    for k, v in kwargs.items():
-        if k not in ("attention_mask", "position_ids", "past_key_values", "use_cache", "logits_to_keep"):
-            prefill_only[k] = v  # anything else generate would forward only with the prompt
-    inner = getattr(model, "model", None)
-    rope_deltas = getattr(inner, "rope_deltas", None) if vlm.spec.rope == "mrope" else None
-    return GenerationSetup(input_ids, kwargs.get("attention_mask"), kwargs["position_ids"], per_token, prefill_only,
-                           kwargs["past_key_values"], list(captured["processors"]), captured["stopping"],
-                           captured["pad_token"], rope_deltas)
+    """This batch needs something the prefix engine does not do (the naive engine can)."""
 
 
 @dataclass
 class Prefix:
-    """The batch's prompt after one stock forward: the key/values every branch forks from.
+    """A batch after its prompt ran once through stock `generate` (one token, alpha = 1).
 
-    The forward runs the whole prompt [0, n) at alpha = 1, which is at once the shared prefix
-    [0, n-1) (alpha-independent by causality) and the alpha = 1 step of the last token: its logits
-    are the first answer token's (the confidence), and its full cache continues into the alpha = 1
-    answers. A branch at other alphas forks the first n-1 positions and re-runs token n-1.
+    input_ids / attention_mask: (B, n) left-padded; position_ids: (B, n), or (4, B, n) for M-RoPE
+    models (a text row, then Qwen's three rotary rows), as generate builds them (with explicit positions
+    and the image already in the cache, a branch needs no other model input); first_logits: (B, V)
+    raw float32 logits of the first answer token; first_tokens: (B,) the token generate chose from them;
+    cache: the prompt's n positions; image_mask: (B, n) input_ids == image_token_id.
     """
 
     vlm: object
-    setup: GenerationSetup
-    key_values: list                             # per layer (keys, values) of the n prompt positions
-    first_logits: torch.Tensor                   # (B, vocab) float32 raw logits at the last prompt position
-    image_mask: torch.Tensor                     # (B, n): input_ids == image_token_id
+    max_new_tokens: int
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor
+    first_logits: torch.Tensor
+    first_tokens: torch.Tensor
+    cache: object
+    key_values: list
+    image_mask: torch.Tensor
 
     @property
     def length(self) -> int:
         """n, the prompt length (padded)."""
-        return self.setup.input_ids.shape[1]
+        return self.input_ids.shape[1]
 
     @property
     def batch_size(self) -> int:
-        return self.setup.input_ids.shape[0]
+        return self.input_ids.shape[0]
 
     def fork(self, rows: torch.Tensor | None = None, *, with_last: bool = False):
         """A new cache holding positions [0, n-1) (or [0, n) `with_last`) of batch rows `rows` (all rows
-        when None; rows may repeat and come in any order).
-
-        The layers are views of (or, for a row selection, indexed copies of) `key_values`; the cache
-        grows by rebinding, so nothing ever writes into the shared tensors.
-        """
+        when None; rows may repeat and come in any order)."""
         stop = self.length if with_last else self.length - 1
-        template = self.setup.cache
-        fork = copy.copy(template)
-        fork.layers = [copy.copy(layer) for layer in template.layers]
-        select = rows is not None and not _is_identity(rows, self.batch_size)
-        for layer, (keys, values) in zip(fork.layers, self.key_values):
-            keys, values = keys[:, :, :stop], values[:, :, :stop]
-            if select:  # index_select: a plain gather, several times faster than advanced indexing on CPU
-                index = rows.to(keys.device)
-                keys, values = keys.index_select(0, index), values.index_select(0, index)
-            layer.keys, layer.values = keys, values
-        return fork
+        if rows is not None and _is_identity(rows, self.batch_size):
+            rows = None
+        return compat.fork_cache(self.cache, self.key_values, stop, rows)
 
 
 def run_prefix(vlm, inputs: BatchFeature, max_new_tokens: int) -> Prefix:
-    """The vision encoder and the whole prompt, once for the batch (at alpha = 1, stock attention)."""
-    setup = prepare_generation(vlm, inputs, max_new_tokens)
-    if setup.input_ids.shape[1] < 2:
+    """The vision encoder and the whole prompt, once for the batch (stock generate of one token)."""
+    input_ids = inputs["input_ids"]
+    n = input_ids.shape[1]
+    if n < 2:
         raise PrefixUnsupported("the prompt has a single token; prefix sharing needs at least two")
-    with torch.inference_mode():
-        out = vlm.model(input_ids=setup.input_ids, attention_mask=setup.attention_mask,
-                        position_ids=setup.position_ids, past_key_values=setup.cache, use_cache=True,
-                        logits_to_keep=1, **setup.per_token, **setup.prefill_only)
-    setup.prefill_only = {}  # the vision features are in the cache now; free them
-    check_cache_layers(out.past_key_values)
-    key_values = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+    attention_mask = inputs.get("attention_mask")
+    if attention_mask is None:
+        attention_mask = torch.ones_like(input_ids)
+    out = vlm.generate_ids(inputs, 1, output_logits=True, return_dict_in_generate=True)
+    cache = compat.output_cache(out)
+    key_values = compat.cache_key_values(cache)
+    if cache.get_seq_length() != n:
+        raise TransformersChanged(f"the cache generate returns (it holds {cache.get_seq_length()} positions after "
+                                  f"a {n}-token prompt and one new token, expected {n})")
     # On the ids' device, like generate: with a device_map the head may sit on another device.
-    first_logits = out.logits[:, -1].to(copy=True, dtype=torch.float32, device=setup.input_ids.device)
-    return Prefix(vlm, setup, key_values, first_logits, setup.input_ids == vlm.image_token_id)
+    first_logits = out.logits[0].to(dtype=torch.float32, device=input_ids.device)
+    return Prefix(vlm, max_new_tokens, input_ids, attention_mask, prompt_position_ids(vlm, inputs, attention_mask),
+                  first_logits, out.sequences[:, n], cache, key_values, input_ids == vlm.image_token_id)
 
 
-def check_cache_layers(cache) -> None:
-    """Refuse cache layers a shallow fork would share storage with (in-place writes) or that drop keys."""
-    for layer in getattr(cache, "layers", []):
-        if type(layer) is not DynamicLayer or isinstance(layer, DynamicSlidingWindowLayer):
-            raise PrefixUnsupported(f"prefix sharing needs plain dynamic cache layers, got {type(layer).__name__}")
+def prompt_position_ids(vlm, inputs: BatchFeature, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The prompt's position ids as generate builds them: `cumsum(mask) - 1` (0 on padding), and for
+    M-RoPE models that text row stacked on Qwen's three rotary rows."""
+    text = (attention_mask.long().cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
+    if vlm.spec.rope != "mrope":
+        return text
+    rotary = compat.mrope_position_ids(vlm.model, inputs).to(text.device)
+    return torch.cat([text[None], rotary], dim=0)
 
 
 class Branch:
-    """Greedy decoding of some batch rows at per-row alphas, grown from a fork of the shared prefix.
+    """Greedy answers of some batch rows at per-row alphas, decoded by `generate` from the shared prefix.
 
-    rows: (k,) batch rows, may repeat; alphas: (k,) their alphas. `step()` runs one forward (the last
-    prompt token first, then one generated token per call) and applies generate's processors, greedy
-    choice, padding of finished rows and stopping criteria. `first_logits` keeps the raw float32
-    logits of the first generated token; with `record_logits` every step's are kept in `logits`.
+    rows: (k,) batch rows, may repeat; alphas: (k,) their alphas. `run()` returns the new tokens (k, T)
+    with pad after a row's end, as generate's output. `first_logits` keeps the raw float32 logits of the
+    first answer token; with `record_logits` every step's are kept in `logits`.
     """
 
     def __init__(self, prefix: Prefix, rows: torch.Tensor, alphas: torch.Tensor, scope: str = "prefill",
                  layers: tuple | None = None, record_logits: bool = False):
-        setup, n = prefix.setup, prefix.length
         self.prefix, self.scope, self.layers = prefix, scope, layers
-        self.rows = rows.to(setup.input_ids.device)
+        self.rows = rows.to(prefix.input_ids.device)
         self.alphas = alphas.to(torch.float32)
         self.record_logits = record_logits
         self.first_logits: torch.Tensor | None = None
         self.logits: list[torch.Tensor] = []
-        self._state = {
-            "cache": prefix.fork(self.rows),
-            "sequences": setup.input_ids[self.rows],
-            "mask": None if setup.attention_mask is None else setup.attention_mask[self.rows],
-            "positions": _rows(setup.position_ids, self.rows)[..., n - 1:],
-            "next_ids": setup.input_ids[self.rows, n - 1:],
-            "per_token": {k: v[self.rows, n - 1:] for k, v in setup.per_token.items()},
-            "unfinished": torch.ones(len(self.rows), dtype=torch.long, device=setup.input_ids.device),
-        }
 
     @classmethod
     def at_alpha_one(cls, prefix: Prefix, scope: str = "prefill", layers: tuple | None = None,
-                     record_logits: bool = False) -> "Branch":
-        """All rows at alpha = 1, continuing from the prompt forward (its first token already chosen)."""
-        rows = torch.arange(prefix.batch_size)
-        branch = cls(prefix, rows, torch.ones(prefix.batch_size), scope, layers, record_logits)
-        branch._choose(prefix.first_logits, prefix.fork(with_last=True))
-        return branch
-
-    @property
-    def finished(self) -> bool:
-        return not bool(self._state["unfinished"].any())
-
-    @property
-    def new_tokens(self) -> torch.Tensor:
-        """(k, generated so far), pad after a row's EOS, as in generate's output."""
-        return self._state["sequences"][:, self.prefix.length:]
+                     record_logits: bool = False) -> "AlphaOneBranch":
+        """All rows at alpha = 1, continuing the prompt's generate (its first token already chosen)."""
+        return AlphaOneBranch(prefix, torch.arange(prefix.batch_size), torch.ones(prefix.batch_size), scope,
+                              layers, record_logits)
 
     def run(self) -> torch.Tensor:
-        """Decode until every row stopped; returns `new_tokens`."""
-        if self.first_logits is None:
-            self.step()
-        with self._intervention():
-            while not self.finished:
-                self._step()
-        return self.new_tokens
+        """Decode until every row stopped; returns the new tokens (k, T)."""
+        prefix, rows = self.prefix, self.rows
+        scaled = not bool((self.alphas == 1.0).all())
+        intervention = ScalingVis(prefix.vlm, alpha=self.alphas, scope=self.scope, layers=self.layers,
+                                  prompt=(prefix.length, prefix.image_mask[rows.to(prefix.image_mask.device)]))
+        with intervention if scaled else nullcontext():
+            tokens = self._generate(prefix.input_ids[rows], prefix.attention_mask[rows],
+                                    _rows(prefix.position_ids, rows), prefix.fork(rows), prefix.max_new_tokens)
+        if scaled and intervention.scaled_calls == 0:
+            raise TransformersChanged("how generate runs a prompt continued from a cache (ScalingVis never reached "
+                                      "the last prompt position)")
+        return tokens
 
-    def step(self) -> torch.Tensor:
-        """One forward; returns its raw float32 logits (k, vocab)."""
-        with self._intervention():
-            return self._step()
-
-    def _intervention(self):
-        """ScalingVis at the branch's alphas for the next forward, when it can change anything: the last
-        prompt token, and with scope "all" also every generated token."""
-        decoding = self.first_logits is not None
-        if bool((self.alphas == 1.0).all()) or (decoding and self.scope == "prefill"):
-            return nullcontext()
-        scaling = ScalingVis(self.prefix.vlm, alpha=self.alphas, scope=self.scope, layers=self.layers)
-        return _pinned(scaling, self.prefix.length, self.prefix.image_mask[self.rows.to(self.prefix.image_mask.device)])
-
-    def _step(self) -> torch.Tensor:
-        s = self._state
-        self._sync_rope_deltas()
+    def _generate(self, input_ids, attention_mask, position_ids, cache, max_new_tokens: int) -> torch.Tensor:
+        """Stock generate continuing `input_ids` from `cache`; checks the cache was really used."""
+        vlm, cached = self.prefix.vlm, cache.get_seq_length()
         with torch.inference_mode():
-            out = self.prefix.vlm.model(input_ids=s["next_ids"], attention_mask=s["mask"], position_ids=s["positions"],
-                                        past_key_values=s["cache"], use_cache=True, logits_to_keep=1,
-                                        **s["per_token"])
-            logits = out.logits[:, -1].to(copy=True, dtype=torch.float32, device=s["sequences"].device)
-        self._choose(logits, out.past_key_values)
-        return logits
+            out = vlm.model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                **{compat.cache_kwarg(vlm.model): cache},
+                generation_config=vlm.generation_config(max_new_tokens, output_logits=True,
+                                                        return_dict_in_generate=True))
+        new_tokens = out.sequences[:, input_ids.shape[1]:]
+        if compat.output_cache(out) is not cache or cache.get_seq_length() != cached + new_tokens.shape[1]:
+            raise TransformersChanged(f"how generate continues from a cache (it did not extend the given "
+                                      f"{cached}-position cache by one position per new token)")
+        logits = [step.to(dtype=torch.float32, device=input_ids.device) for step in out.logits]
+        self._keep_logits(logits)
+        return new_tokens
 
-    def _choose(self, logits: torch.Tensor, cache) -> None:
-        """generate's greedy step on raw logits: processors, argmax, pad finished rows, stopping criteria."""
-        s, setup = self._state, self.prefix.setup
-        with torch.inference_mode():
-            scores = logits
-            for processor in setup.processors:
-                scores = processor(s["sequences"], scores)
-            tokens = torch.argmax(scores, dim=-1)
-            if setup.pad_token is not None:
-                tokens = tokens * s["unfinished"] + setup.pad_token.to(tokens.device) * (1 - s["unfinished"])
-            s["sequences"] = torch.cat([s["sequences"], tokens[:, None]], dim=-1)
-            s["unfinished"] = s["unfinished"] & ~setup.stopping(s["sequences"], scores)
+    def _keep_logits(self, logits: list[torch.Tensor]) -> None:
         if self.first_logits is None:
-            self.first_logits = logits
+            self.first_logits = logits[0]
         if self.record_logits:
-            self.logits.append(logits)
-        self._advance_inputs(tokens, cache)
-
-    def _advance_inputs(self, tokens: torch.Tensor, cache) -> None:
-        """Inputs of the next step, extended as generate's `_update_model_kwargs_for_generation` does."""
-        s = self._state
-        s["cache"] = cache
-        s["next_ids"] = tokens[:, None]
-        s["positions"] = s["positions"][..., -1:] + 1
-        if s["mask"] is not None:
-            s["mask"] = torch.cat([s["mask"], s["mask"].new_ones((s["mask"].shape[0], 1))], dim=-1)
-        for key, values in s["per_token"].items():
-            last = values[:, -1:]
-            s["per_token"][key] = last if _PER_TOKEN_EXTENSION[key] == "repeat_last" else torch.zeros_like(last)
-
-    def _sync_rope_deltas(self) -> None:
-        # Positions are always passed explicitly; keeping the model's cached M-RoPE offsets in step with the
-        # rows being decoded means a forward without positions (e.g. a later generate continuation) agrees.
-        deltas = self.prefix.setup.rope_deltas
-        if deltas is not None:
-            self.prefix.vlm.model.model.rope_deltas = deltas[self.rows.to(deltas.device)]
+            self.logits.extend(logits)
 
 
-@contextmanager
-def _pinned(scaling: ScalingVis, prompt_length: int, image_mask: torch.Tensor):
-    """ScalingVis entered with the prompt pinned (the prompt and the steps are fed in pieces)."""
-    with scaling:
-        scaling.pin(prompt_length, image_mask)
-        yield scaling
+class AlphaOneBranch(Branch):
+    """The alpha = 1 answers: the prompt's first token, then generate continued from the full prompt cache."""
+
+    def run(self) -> torch.Tensor:
+        prefix = self.prefix
+        first = prefix.first_tokens[:, None]
+        self._keep_logits([prefix.first_logits])
+        finished = _is_end(first[:, 0], prefix.vlm)
+        if prefix.max_new_tokens == 1 or bool(finished.all()):
+            return first
+        input_ids = torch.cat([prefix.input_ids, first], dim=-1)
+        attention_mask = torch.cat([prefix.attention_mask, torch.ones_like(first)], dim=-1)
+        positions = torch.cat([prefix.position_ids, prefix.position_ids[..., -1:] + 1], dim=-1)
+        rest = self._generate(input_ids, attention_mask, positions, prefix.fork(with_last=True),
+                              prefix.max_new_tokens - 1)
+        # Rows that ended at their first token: stock generate emits pad for them from there on, and stops
+        # once every row has ended.
+        rest = torch.where(finished[:, None], torch.full_like(rest, _pad_token_id(prefix.vlm)), rest)
+        tokens = torch.cat([first, rest], dim=-1)
+        return tokens[:, :_steps_until_all_ended(tokens, prefix.vlm)]
+
+
+def _is_end(tokens: torch.Tensor, vlm) -> torch.Tensor:
+    eos = vlm.model.generation_config.eos_token_id
+    eos = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    return torch.isin(tokens, torch.tensor(eos, dtype=tokens.dtype, device=tokens.device))
+
+
+def _steps_until_all_ended(tokens: torch.Tensor, vlm) -> int:
+    """The number of steps stock generate runs for these answers: up to the last row's end token."""
+    ended = _is_end(tokens, vlm)
+    last = torch.where(ended.any(dim=-1), ended.int().argmax(dim=-1), tokens.shape[1] - 1)
+    return int(last.max()) + 1
+
+
+def _pad_token_id(vlm) -> int:
+    pad = vlm.processor.tokenizer.pad_token_id
+    if pad is None:
+        eos = vlm.model.generation_config.eos_token_id
+        pad = eos if isinstance(eos, int) else eos[0]
+    return int(pad)
 
 
 def _is_identity(rows: torch.Tensor, batch_size: int) -> bool:

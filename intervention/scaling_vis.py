@@ -4,10 +4,14 @@
         model.generate(**inputs)
 
 Entering switches only the language model to the registered attention function
-(`set_attn_implementation({"text_config": ...})`, the vision tower keeps its own), pushes a
-`ScalingState` and installs a forward pre-hook on the top-level model that captures the prompt (its
-length and image-token mask) whenever a call starts a sequence. Exiting undoes all three, also on
-exceptions; nested blocks restore the enclosing block's state.
+(`set_attn_implementation({"text_config": ...})`, the vision tower keeps its own) and checks that every
+attention module of the language model now runs it, pushes a `ScalingState`, and (unless the prompt is
+pinned with `prompt=`) installs a forward pre-hook on the top-level model that captures the prompt (its
+length and image-token mask) whenever a call starts a sequence: a call whose cache is absent or empty.
+The cache is recognised by its type, not by the keyword it travels under (transformers 5.24 renamed
+`past_key_values` to `cache`). A forward hook checks after every forward that all those modules really
+called the function. Exiting undoes everything, also on exceptions; nested blocks restore the
+enclosing block's state.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import torch
 from common.errors import ToolkitError
 from intervention import attention
 from intervention import state as state_module
+from intervention.compat import Cache, attention_implementation
 from intervention.state import SCOPES, ScalingState
 
 _LM_PATHS = ("model.language_model", "language_model", "model.text_model")
@@ -31,21 +36,34 @@ class ScalingVis:
     scope: "prefill" scales only the last prompt position (the original code); "all" also every
         generated token.
     layers: language-model layer indices to scale (default: all).
+    prompt: (n, image_mask (B, n)) to target position n-1 of these rows, for callers that feed the
+        prompt in pieces (a forked cache, then the last prompt token); default: captured from each call
+        that starts a sequence.
+
+    `scaled_calls` counts the attention calls that recomputed rows, so a caller can check the
+    intervention really reached the model.
     """
 
     name = "scaling_vis"
 
     def __init__(self, model_or_vlm, alpha: float | Sequence[float] | torch.Tensor = 1.0, scope: str = "prefill",
-                 layers: Iterable[int] | None = None):
+                 layers: Iterable[int] | None = None, prompt: tuple[int, torch.Tensor] | None = None):
         self.model = _hf_model(model_or_vlm)
         self.alpha = validate_alpha(alpha)
         if scope not in SCOPES:
             raise ToolkitError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
         self.scope = scope
         self.layers = None if layers is None else _validate_layers(layers, self.model)
+        self.prompt = prompt
         self.state: ScalingState | None = None
-        self._hook = None
+        self._hooks: list = []
         self._previous_implementation: str | None = None
+        self._scaled_calls = 0
+
+    @property
+    def scaled_calls(self) -> int:
+        """Attention calls that recomputed rows, in the current (or else the last) with-block."""
+        return self._scaled_calls if self.state is None else self.state.scaled_calls
 
     def to_dict(self) -> dict:
         alpha = self.alpha.tolist() if isinstance(self.alpha, torch.Tensor) else self.alpha
@@ -61,26 +79,22 @@ class ScalingVis:
         if self.state is not None:
             self.state.set_alpha(self.alpha)
 
-    def pin(self, prompt_length: int, image_mask: torch.Tensor) -> None:
-        """While active: target position prompt_length-1 with this image mask (B, prompt_length), instead of
-        capturing the prompt from the next call that starts a sequence."""
-        self._require_active().pin(prompt_length, image_mask)
-
-    def unpin(self) -> None:
-        self._require_active().unpin()
-
     def __enter__(self) -> "ScalingVis":
         if self.state is not None:
             raise RuntimeError("this ScalingVis is already active; create a new one to nest")
         _refuse_sliding_window_config(self.model)
         attention.register()
-        self.state = ScalingState(_lm_attention_modules(self.model), _image_token_id(self.model), self.alpha,
-                                  self.scope, self.layers)
+        modules = _lm_attention_modules(self.model)
+        self.state = ScalingState(modules, _image_token_id(self.model), self.alpha, self.scope, self.layers,
+                                  self.prompt)
         state_module.push(self.state)
         try:
-            self._hook = self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True)
-            self._previous_implementation = self.model.config.get_text_config()._attn_implementation
+            self._previous_implementation = attention_implementation(self.model.config.get_text_config())
             self.model.set_attn_implementation({"text_config": attention.ATTENTION_NAME})
+            _check_switched(self.model, modules)
+            if self.prompt is None:
+                self._hooks.append(self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True))
+            self._hooks.append(self.model.register_forward_hook(self._check_called))
         except BaseException:
             self._teardown()
             raise
@@ -94,23 +108,31 @@ class ScalingVis:
             if self._previous_implementation is not None:
                 self.model.set_attn_implementation({"text_config": self._previous_implementation})
         finally:
-            if self._hook is not None:
-                self._hook.remove()
+            for hook in self._hooks:
+                hook.remove()
+            self._scaled_calls = self.state.scaled_calls
             state_module.remove(self.state)
-            self.state, self._hook, self._previous_implementation = None, None, None
+            self.state, self._hooks, self._previous_implementation = None, [], None
 
     def _observe_call(self, module, args, kwargs) -> None:
-        past = kwargs.get("past_key_values")
-        if past is not None and past.get_seq_length() > 0:
+        cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
+        if cache is not None and cache.get_seq_length() > 0:
             return
         _refuse_right_padding(kwargs.get("attention_mask"))
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         self.state.observe_prompt(input_ids)
 
-    def _require_active(self) -> ScalingState:
-        if self.state is None:
-            raise RuntimeError("pin()/unpin() need an active ScalingVis (inside its with-block)")
-        return self.state
+    def _check_called(self, module, args, output) -> None:
+        """After each forward: every language-model attention module ran the registered function."""
+        if not state_module.is_innermost(self.state):
+            return  # a nested ScalingVis on the same model answers for this forward
+        skipped = len(self.state.module_layers.keys() - self.state.modules_called)
+        self.state.modules_called.clear()
+        if skipped:
+            raise ToolkitError(f"{skipped} attention layer(s) of the language model of {type(self.model).__name__} "
+                               f"did not call the ScalingVis attention function during this forward, so alpha would "
+                               f"not be applied there; this model or transformers version routes attention "
+                               f"differently and is not supported")
 
 
 def validate_alpha(alpha):
@@ -168,6 +190,16 @@ def _image_token_id(model) -> int:
         raise ToolkitError(f"{type(model).__name__} has no config.image_token_id; ScalingVis needs it to find "
                            f"image tokens")
     return int(token_id)
+
+
+def _check_switched(model, modules: dict[int, int]) -> None:
+    """Every language-model attention module now looks up the registered function."""
+    lm_modules = [m for m in _language_model(model).modules() if id(m) in modules]
+    wrong = {attention_implementation(m) for m in lm_modules} - {attention.ATTENTION_NAME}
+    if wrong:
+        raise ToolkitError(f"could not switch the language model of {type(model).__name__} to the ScalingVis "
+                           f"attention function (it still runs {', '.join(map(str, sorted(map(str, wrong))))}); "
+                           f"this model's configuration does not expose its language model as 'text_config'")
 
 
 def _refuse_sliding_window_config(model) -> None:

@@ -13,7 +13,9 @@ Two engines give the same answers:
   alpha = 1 answers; every other (row, alpha) pair is one row of a batched branch that forks the
   shared positions [0, n-1), runs the last prompt token at its alpha and decodes greedily. Each
   (row, alpha) is computed at most once per session, and `answers_rounds` runs all pairs it needs in
-  as few batched steps as memory allows (`max_rows`).
+  as few batched steps as memory allows (`max_rows`). A batch the engine cannot handle, or a
+  transformers release that moved an internal it needs (`intervention.compat`), is answered by the
+  naive engine instead, with one warning.
 * `engine="naive"` (`NaiveSession`): a one-token generate for the confidence and one full generate per
   `answers()` call. Slow, but it is stock `generate` under ScalingVis: the oracle for tests and benchmarks.
 
@@ -30,6 +32,7 @@ import torch
 from transformers import BatchFeature
 
 from common.errors import ToolkitError
+from intervention.compat import TransformersChanged
 from intervention.prefix import Branch, Prefix, PrefixUnsupported, run_prefix
 from intervention.scaling_vis import ScalingVis, validate_alpha
 from intervention.state import SCOPES
@@ -37,6 +40,8 @@ from intervention.state import SCOPES
 logger = logging.getLogger(__name__)
 
 ENGINES = ("prefix", "naive")
+# What makes the prefix engine hand a batch to the naive engine.
+FALLBACK_ERRORS = (PrefixUnsupported, TransformersChanged)
 # Default budget for the key/value copies of one batched branch (rows beyond the batch size are only
 # added while their prompt caches fit): 2 GiB holds ~6 rows of a 600-token prompt of a 7B model in
 # fp16 (32 layers x 4096 x 2 x 2 bytes per token), hundreds on the tiny benchmark models.
@@ -104,15 +109,18 @@ class NaiveSession(AnswerSession):
             if self._baseline is None:
                 self._baseline = self.vlm.generate(self.inputs, self.max_new_tokens)
             return list(self._baseline)
-        with ScalingVis(self.vlm, alpha=alpha, scope=self.scope, layers=self.layers):
-            return self.vlm.generate(self.inputs, self.max_new_tokens)
+        with ScalingVis(self.vlm, alpha=alpha, scope=self.scope, layers=self.layers) as scaling:
+            texts = self.vlm.generate(self.inputs, self.max_new_tokens)
+        if scaling.scaled_calls == 0:
+            raise ToolkitError("ScalingVis never reached the last prompt position during generate; this "
+                               "transformers version runs generation in a way the toolkit does not support")
+        return texts
 
 
 class PrefixSession(AnswerSession):
     """Prefix-shared answers (see the module docstring). `max_rows` bounds the rows of one batched
     branch: each row holds its own copy of the prompt's key/value cache while it decodes. A batch the
-    engine cannot handle (`PrefixUnsupported`, e.g. a logits processor that needs the whole batch) is
-    answered by the naive engine instead, with a warning."""
+    engine cannot handle (`FALLBACK_ERRORS`) is answered by the naive engine instead, with a warning."""
 
     def __init__(self, vlm, inputs, *, max_rows: int | None = None, **kwargs):
         super().__init__(vlm, inputs, **kwargs)
@@ -131,11 +139,15 @@ class PrefixSession(AnswerSession):
         if self._prefix is None and self._naive is None:
             try:
                 self._prefix = run_prefix(self.vlm, self.inputs, self.max_new_tokens)
-            except PrefixUnsupported as error:
-                _warn_once(f"{error}; answering with the naive engine (same answers, slower)")
-                self._naive = NaiveSession(self.vlm, self.inputs, max_new_tokens=self.max_new_tokens,
-                                           scope=self.scope, layers=self.layers)
+            except FALLBACK_ERRORS as error:
+                self._fall_back(error)
         return self._prefix
+
+    def _fall_back(self, error: Exception) -> None:
+        _warn_once(f"{error}; answering with the naive engine (same answers, slower)")
+        self._prefix, self._base = None, None
+        self._naive = NaiveSession(self.vlm, self.inputs, max_new_tokens=self.max_new_tokens, scope=self.scope,
+                                   layers=self.layers)
 
     @property
     def max_rows(self) -> int:
@@ -162,10 +174,14 @@ class PrefixSession(AnswerSession):
         return self.answers_rounds([alpha])[0]
 
     def answers_rounds(self, rounds):
+        per_round = [self._row_alphas(alphas) for alphas in rounds]
+        if self.prefix is not None:
+            try:
+                self._compute({(row, a) for alphas in per_round for row, a in enumerate(alphas)})
+            except FALLBACK_ERRORS as error:
+                self._fall_back(error)
         if self.prefix is None:
             return self._naive.answers_rounds(rounds)
-        per_round = [self._row_alphas(alphas) for alphas in rounds]
-        self._compute({(row, a) for alphas in per_round for row, a in enumerate(alphas)})
         return [[self._texts[(row, a)] for row, a in enumerate(alphas)] for alphas in per_round]
 
     def _compute(self, pairs: set[tuple[int, float]]) -> None:

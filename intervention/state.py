@@ -10,14 +10,21 @@ A state knows:
   layer index) - the vision tower is never among them;
 * alpha: a float, or one value per batch row (tensor (B,));
 * the prompt: its length n (padded, left padding) and the image-key mask `input_ids == image_token_id`
-  (B, n). A forward pre-hook on the top-level model captures both at every call that starts a sequence
-  (empty cache). `pin(n, mask)` fixes them instead, for callers that feed the prompt in pieces (issue 5's
-  prefix sharing: run positions [0, n-1) then the last prompt token against a forked cache);
+  (B, n). Either pinned when the state is made (callers that feed the prompt in pieces, like the
+  prefix-sharing engine: positions [0, n-1) come from a cache, then token n-1 runs alone), or observed
+  by `ScalingVis`'s forward pre-hook at every call that starts a sequence (empty cache). The first
+  attention call after an observation must then see a fresh sequence (kv_len == q_len == n): if a
+  transformers release passes the cache in a way the hook misses, a decode step would look like a new
+  one-token prompt, and that check turns the silent error into a loud one;
 * which query positions to scale: the last prompt position n-1 (scope "prefill", as the original code)
   or every position >= n-1 (scope "all": the generated tokens too). A query row's absolute position is
   kv_len - q_len + i (valid for full-length caches; sliding windows are refused);
 * an optional subset of layers.
 Key positions >= n (generated tokens) are never image keys.
+
+It also counts what happened, so callers can check the intervention really took effect: the attention
+modules that called the registered function since the last check (`modules_called`), and the calls
+that recomputed rows (`scaled_calls`).
 """
 from __future__ import annotations
 
@@ -48,42 +55,55 @@ class ScalingState:
     """The targeting state of one active intervention (see the module docstring)."""
 
     def __init__(self, module_layers: dict[int, int], image_token_id: int, alpha, scope: str,
-                 layers: Iterable[int] | None):
+                 layers: Iterable[int] | None, prompt: tuple[int, torch.Tensor] | None = None):
         self.module_layers = module_layers
         self.image_token_id = image_token_id
         self.scope = scope
         self.layers = None if layers is None else frozenset(layers)
         self.prompt_length: int | None = None
         self.image_mask: torch.Tensor | None = None
-        self.pinned = False
+        self.pinned = prompt is not None
+        self.modules_called: set[int] = set()
+        self.scaled_calls = 0
+        self._expect_fresh_sequence = False
         self._plans: dict = {}
         self.set_alpha(alpha)
+        if prompt is not None:
+            self._pin(*prompt)
 
     def set_alpha(self, alpha: float | Sequence[float] | torch.Tensor) -> None:
         self.alpha = alpha
         self._plans.clear()
 
-    def pin(self, prompt_length: int, image_mask: torch.Tensor) -> None:
-        """Fix the prompt (length n, image mask (B, n)) instead of capturing it from the next call."""
+    def _pin(self, prompt_length: int, image_mask: torch.Tensor) -> None:
         if image_mask.dim() != 2 or image_mask.shape[1] != prompt_length:
             raise ValueError(f"image_mask must be (batch, {prompt_length}), got {tuple(image_mask.shape)}")
         self.prompt_length, self.image_mask = prompt_length, image_mask.bool()
-        self.pinned = True
-        self._plans.clear()
-
-    def unpin(self) -> None:
-        self.pinned = False
 
     def observe_prompt(self, input_ids: torch.Tensor | None) -> None:
-        """Called at each call that starts a sequence; ignored while pinned."""
+        """Called at each call that starts a sequence; ignored when the prompt is pinned."""
         if self.pinned:
             return
         if input_ids is None:
             raise ToolkitError("ScalingVis needs input_ids to locate image tokens; call the model with input_ids "
-                               "(not inputs_embeds), or pin the prompt explicitly")
+                               "(not inputs_embeds), or pin the prompt (ScalingVis(..., prompt=...))")
         self.prompt_length = input_ids.shape[1]
         self.image_mask = input_ids == self.image_token_id
+        self._expect_fresh_sequence = True
         self._plans.clear()
+
+    def note_call(self, module, q_len: int, kv_len: int) -> None:
+        """Record that `module` ran the registered function; check an observed prompt really started a
+        sequence."""
+        self.modules_called.add(id(module))
+        if self._expect_fresh_sequence:
+            self._expect_fresh_sequence = False
+            if not q_len == kv_len == self.prompt_length:
+                raise ToolkitError(
+                    f"ScalingVis took a call with {q_len} new token(s) after {kv_len - q_len} cached ones for the "
+                    f"start of a {self.prompt_length}-token prompt: this transformers version passes the cache "
+                    f"in a way the toolkit does not recognise, so decode steps would be mis-targeted. Pin the "
+                    f"prompt (ScalingVis(..., prompt=...)) or use a tested transformers version")
 
     def plan(self, module, batch_size: int, q_len: int, kv_len: int, device) -> RowPlan | None:
         """The rows to recompute in this call, or None when the call is untouched."""
@@ -142,17 +162,19 @@ def remove(state: ScalingState) -> None:
             return
 
 
+def is_innermost(state: ScalingState) -> bool:
+    """Whether no state pushed after `state` owns any of its modules."""
+    for other in reversed(_STACK):
+        if other is state:
+            return True
+        if other.module_layers.keys() & state.module_layers.keys():
+            return False
+    return False
+
+
 def state_for(module) -> ScalingState | None:
     """The innermost active state that owns `module` (None for vision modules and when inactive)."""
     for state in reversed(_STACK):
         if id(module) in state.module_layers:
             return state
     return None
-
-
-def attention_weights_requested() -> bool:
-    """Whether the running forward collects attention weights (output_attentions=True)."""
-    from transformers.utils import output_capturing
-
-    collector = output_capturing._active_collector.get()
-    return bool(collector) and "attentions" in collector

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from intervention import ScalingVis
+from intervention.compat import cache_kwarg, output_cache
 from tests.conftest import one_sample_inputs, two_sample_inputs
 
 ALPHAS = (0.5, 2.0)
@@ -56,13 +57,13 @@ def test_pinned_prompt_in_two_calls_with_explicit_positions_equals_full_forward(
     with torch.no_grad():
         with ScalingVis(tiny_vlm, alpha=list(ALPHAS)):
             full = model(**inputs, position_ids=positions).logits[:, -1]
-        with ScalingVis(tiny_vlm, alpha=list(ALPHAS)) as scaling:
-            scaling.pin(n, ids == tiny_vlm.image_token_id)
+        with ScalingVis(tiny_vlm, alpha=list(ALPHAS), prompt=(n, ids == tiny_vlm.image_token_id)):
             prefix = model(**_sliced(inputs, 0, n - 1), **pixels, attention_mask=mask[:, :n - 1],
                            position_ids=positions[..., :n - 1], use_cache=True)
-            assert prefix.past_key_values.get_seq_length() == n - 1
+            cache = output_cache(prefix)
+            assert cache.get_seq_length() == n - 1
             last = model(**_sliced(inputs, n - 1, n), attention_mask=mask, position_ids=positions[..., n - 1:],
-                         past_key_values=prefix.past_key_values).logits[:, -1]
+                         **{cache_kwarg(model): cache}).logits[:, -1]
         stock = model(**inputs, position_ids=positions).logits[:, -1]
     assert (full - last).abs().max().item() <= 1e-5
     assert (full - stock).abs().max().item() > 1e-4

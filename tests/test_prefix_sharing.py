@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from intervention import ScalingVis, open_session
+from transformers import DynamicCache
+
+from intervention import ScalingVis, compat, open_session
 from intervention import prefix as prefix_module
 from intervention import session as session_module
-from intervention.prefix import Branch, PrefixUnsupported, run_prefix
+from intervention.compat import TransformersChanged
+from intervention.prefix import Branch, run_prefix
 from tests.conftest import one_sample_inputs, two_sample_inputs
 
 STEPS = 3
@@ -100,28 +103,23 @@ def test_forks_never_mutate_the_shared_prompt_cache(tiny_vlm):
         assert keys.shape[2] == n and torch.equal(keys, key_copy) and torch.equal(values, value_copy)
 
 
-def test_dynamic_layer_update_rebinds_instead_of_writing_in_place(tiny_vlm):
-    """The property forks rely on (transformers_attention.md pitfall 12), re-checked so that a transformers
-    release that starts writing cache tensors in place fails here."""
-    prefix = run_prefix(tiny_vlm, two_sample_inputs(tiny_vlm, sizes=SIZES), STEPS)
-    layer = prefix.fork().layers[0]
-    keys = layer.keys
-    new_keys, _ = layer.update(torch.zeros_like(keys[:, :, :1]), torch.zeros_like(keys[:, :, :1]))
-    assert layer.keys is new_keys and new_keys is not keys
-    assert new_keys.shape[2] == keys.shape[2] + 1 and torch.equal(new_keys[:, :, :-1], keys)
-    assert torch.equal(prefix.key_values[0][0][:, :, :keys.shape[2]], keys)
-
-
-@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
-def test_qwen_rope_deltas_follow_the_decoded_rows(tiny_vlm):
+def test_prompt_positions_equal_the_ones_generate_passes(tiny_vlm):
+    """Branches pass explicit position ids; they must be generate's own (left padding: cumsum of the mask;
+    Qwen: a text row on the three M-RoPE rows, which row 0's square image shifts by rope_delta -2)."""
     inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
-    prefix = run_prefix(tiny_vlm, inputs, STEPS)
-    _, deltas = tiny_vlm.model.model.get_rope_index(
-        inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"], image_grid_thw=inputs["image_grid_thw"],
-        attention_mask=inputs["attention_mask"])
-    assert bool((deltas != 0).any())  # the wide image really shifts the positions (pitfall 3)
-    Branch(prefix, torch.tensor([1, 0, 1]), torch.tensor([2.0, 2.0, 0.5])).run()
-    assert torch.equal(tiny_vlm.model.model.rope_deltas, deltas[[1, 0, 1]])
+    seen = []
+    hook = tiny_vlm.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw.get("position_ids")),
+                                                    with_kwargs=True)
+    try:
+        tiny_vlm.generate_ids(inputs, 1)
+    finally:
+        hook.remove()
+    ours = prefix_module.prompt_position_ids(tiny_vlm, inputs, inputs["attention_mask"])
+    if tiny_vlm.spec.rope == "mrope":
+        assert ours.shape[0] == 4 and bool((ours[1:, 0, -1] != ours[0, 0, -1]).all())
+    # generate drops the mask when no row is padded; ours keeps it, so compare the unpadded columns
+    real = inputs["attention_mask"].bool()
+    assert torch.equal(ours[..., real], seen[0][..., real])
 
 
 @pytest.mark.parametrize("family", ["llava"])
@@ -132,7 +130,6 @@ def test_generation_config_defaults_apply_as_in_generate(tiny_vlm):
     try:
         config.repetition_penalty = 5.0
         prefix = run_prefix(tiny_vlm, inputs, STEPS)
-        assert [type(p).__name__ for p in prefix.setup.processors] == ["RepetitionPenaltyLogitsProcessor"]
         expected, _ = _generate(tiny_vlm, inputs, [0.0, 2.0])
         tokens, _ = _branch(prefix, [0, 1], [0.0, 2.0])
         assert torch.equal(tokens, expected)
@@ -150,21 +147,34 @@ def _generate_without_penalty(vlm, inputs, config):
 
 
 @pytest.mark.parametrize("family", ["llava"])
-def test_unsupported_batches_fall_back_to_the_naive_engine(tiny_vlm, monkeypatch, caplog):
-    """A logits processor the engine does not know to be row-wise: the session answers with stock generate."""
+def test_a_renamed_cache_field_falls_back_to_the_naive_engine(tiny_vlm, monkeypatch, caplog):
+    """A transformers release that renames the cache argument and output field again: the engine cannot
+    find the prompt's cache, says so once, and answers exactly as the naive engine."""
     inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
-    config = tiny_vlm.model.generation_config
-    monkeypatch.setattr(prefix_module, "ROW_WISE_PROCESSORS", frozenset())
+    naive = open_session(tiny_vlm, inputs, max_new_tokens=STEPS, engine="naive")
+    expected = naive.answers([0.0, 2.0]), naive.answers(1.0), naive.confidence
+    monkeypatch.setattr(compat, "CACHE_NAMES", ("kv_cache",))
     monkeypatch.setattr(session_module, "_WARNED", set())
-    try:
-        config.repetition_penalty = 5.0
-        with pytest.raises(PrefixUnsupported):
-            run_prefix(tiny_vlm, inputs, STEPS)
-        session = open_session(tiny_vlm, inputs, max_new_tokens=STEPS)
-        naive = open_session(tiny_vlm, inputs, max_new_tokens=STEPS, engine="naive")
-        with caplog.at_level("WARNING", logger="intervention.session"):
-            assert session.answers([0.0, 2.0]) == naive.answers([0.0, 2.0])
-        assert torch.equal(session.confidence, naive.confidence)
-        assert "naive engine" in caplog.text and "RepetitionPenaltyLogitsProcessor" in caplog.text
-    finally:
-        config.repetition_penalty = None
+    with pytest.raises(TransformersChanged, match="cache field"):
+        run_prefix(tiny_vlm, inputs, STEPS)
+    with caplog.at_level("WARNING", logger="intervention.session"):
+        for _ in range(2):  # two batches, one warning
+            session = open_session(tiny_vlm, inputs, max_new_tokens=STEPS)
+            assert (session.answers([0.0, 2.0]), session.answers(1.0)) == expected[:2]
+            assert torch.allclose(session.confidence, expected[2])
+    warnings = [r for r in caplog.records if "naive engine" in r.getMessage()]
+    assert len(warnings) == 1 and "kv_cache" in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_a_generate_that_ignores_the_given_cache_falls_back(tiny_vlm, monkeypatch, caplog):
+    """If generate stopped continuing from the cache it is given, a branch would silently re-run the prompt
+    without its image; the engine notices (the cache did not grow by one position per token), warns and
+    answers with the naive engine."""
+    inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
+    expected = open_session(tiny_vlm, inputs, max_new_tokens=STEPS, engine="naive").answers([0.0, 2.0])
+    monkeypatch.setattr(compat, "fork_cache", lambda cache, key_values, stop, rows: DynamicCache())
+    monkeypatch.setattr(session_module, "_WARNED", set())
+    with caplog.at_level("WARNING", logger="intervention.session"):
+        assert open_session(tiny_vlm, inputs, max_new_tokens=STEPS).answers([0.0, 2.0]) == expected
+    assert "did not extend the given" in caplog.text and "naive engine" in caplog.text
