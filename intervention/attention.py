@@ -29,7 +29,7 @@ import torch
 from transformers import AttentionInterface, AttentionMaskInterface
 
 from common.errors import ToolkitError
-from intervention import state as state_module
+from intervention import rows
 from intervention.compat import attention_weights_requested, repeat_kv, sdpa_attention_forward, sdpa_mask
 
 ATTENTION_NAME = "scaling_vis"
@@ -42,25 +42,33 @@ HARMLESS_KWARGS = frozenset({"position_ids", "use_cache", "output_attentions", "
 def scaling_vis_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
                           scaling: float | None = None, **kwargs):
     """Drop-in for `sdpa_attention_forward`: (B, H, q, D) query, (B, H_kv, k, D) key/value -> (B, q, H, D)."""
-    active = state_module.state_for(module)
+    editor, observers = rows.editor_for(module), rows.observers_for(module)
     wants_weights = bool(kwargs.get("output_attentions")) or attention_weights_requested()
-    if active is None:  # not a targeted language-model attention (vision tower, or outside a context)
+    if editor is None and not observers:  # not a targeted language-model attention (vision tower, or idle)
         if wants_weights:
-            return _eager(module, query, key, value, attention_mask, dropout, scaling, factors=None)
+            return _eager(module, query, key, value, attention_mask, dropout, scaling, editor=None, plan=None)
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    active.note_call(module, query.shape[2], key.shape[2])
-    _refuse_sliding_window(module, kwargs)
-    plan = active.plan(module, query.shape[0], query.shape[2], key.shape[2], query.device)
-    if plan is not None:
-        _refuse_unhonoured_kwargs(module, kwargs)
-        active.scaled_calls += 1
+    shape = (query.shape[0], query.shape[2], key.shape[2], query.device)
+    plan = None
+    if editor is not None:
+        editor.note_call(module, query.shape[2], key.shape[2])
+        _refuse_sliding_window(module, kwargs)
+        plan = editor.plan(module, *shape)
+        if plan is not None:
+            refuse_unhonoured_kwargs(module, kwargs)
+    for observer in observers:
+        observed = observer.plan(module, *shape)
+        if observed is not None:
+            _refuse_sliding_window(module, kwargs)
+            logits, probs = _row_probabilities(module, query, key, attention_mask, scaling, observed, editor)
+            observer.observe(module, logits, probs, observed)
     if wants_weights:
-        return _eager(module, query, key, value, attention_mask, dropout, scaling, factors=plan)
+        return _eager(module, query, key, value, attention_mask, dropout, scaling, editor=editor, plan=plan)
     out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                           scaling=scaling, **kwargs)
     if plan is not None:
-        _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, plan)
+        _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, editor, plan)
     return out, weights
 
 
@@ -72,7 +80,7 @@ def _refuse_sliding_window(module, kwargs) -> None:
                            "use a model without sliding windows")
 
 
-def _refuse_unhonoured_kwargs(module, kwargs) -> None:
+def refuse_unhonoured_kwargs(module, kwargs) -> None:
     """Refuse what the exact-row recompute would silently ignore (see the module docstring)."""
     unknown = sorted(name for name, value in kwargs.items()
                      if value is not None and name not in HARMLESS_KWARGS)
@@ -86,19 +94,38 @@ def _refuse_unhonoured_kwargs(module, kwargs) -> None:
                            f"(or transformers version) is not supported")
 
 
-def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, plan) -> None:
-    """Recompute the planned (batch rows x query rows) exactly and write them into `out` (B, q, H, D)."""
-    batch, rows = plan.batch_rows, plan.query_rows
-    q = _batch_rows(query, batch)[:, :, rows]                             # (b, H, r, D)
-    k = repeat_kv(_batch_rows(key, batch), module.num_key_value_groups)   # (b, H, k, D)
-    v = repeat_kv(_batch_rows(value, batch), module.num_key_value_groups)
-    logits = torch.matmul(q, k.transpose(2, 3)) * _scale(scaling, query)  # (b, H, r, k)
-    logits = logits * plan.column_factors.to(logits.dtype)[:, None, None, :]  # alpha on image keys, pre-mask
-    logits = logits + _additive_mask(attention_mask, batch, rows, plan.row_positions, logits)
-    probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
+def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, editor, plan) -> None:
+    """Recompute the editor's planned (batch rows x query rows) exactly and write them into `out` (B, q, H, D)."""
+    logits = editor.edit_logits(module, _row_logits(module, query, key, scaling, plan), plan)
+    probs = _masked_softmax(logits, attention_mask, plan)
+    editor.after_rows(module, logits, probs, plan)
+    probs = editor.edit_probs(module, probs, plan).to(query.dtype)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
-    rows_out = torch.matmul(probs, v).transpose(1, 2)                     # (b, r, H, D)
-    out[batch[:, None], rows[None, :]] = rows_out.to(out.dtype)
+    v = repeat_kv(_batch_rows(value, plan.batch_rows), module.num_key_value_groups)
+    rows_out = torch.matmul(probs, v).transpose(1, 2)                       # (b, r, H, D)
+    out[plan.batch_rows[:, None], plan.query_rows[None, :]] = rows_out.to(out.dtype)
+
+
+def _row_probabilities(module, query, key, attention_mask, scaling, plan, editor):
+    """What the model computes for the planned rows, for observers: logits (after the editor's edit, before
+    the mask) and float32 probabilities (after the editor's edit), (b, H, r, k) each."""
+    logits = _row_logits(module, query, key, scaling, plan)
+    if editor is not None:
+        logits = editor.edit_logits(module, logits, plan)
+    probs = _masked_softmax(logits, attention_mask, plan)
+    return logits, probs if editor is None else editor.edit_probs(module, probs, plan)
+
+
+def _row_logits(module, query, key, scaling, plan) -> torch.Tensor:
+    """(b, H, r, k) `q.k * scaling` of the planned rows."""
+    q = _batch_rows(query, plan.batch_rows)[:, :, plan.query_rows]          # (b, H, r, D)
+    k = repeat_kv(_batch_rows(key, plan.batch_rows), module.num_key_value_groups)
+    return torch.matmul(q, k.transpose(2, 3)) * _scale(scaling, query)
+
+
+def _masked_softmax(logits, attention_mask, plan) -> torch.Tensor:
+    mask = _additive_mask(attention_mask, plan.batch_rows, plan.query_rows, plan.row_positions, logits)
+    return torch.softmax(logits + mask, dim=-1, dtype=torch.float32)
 
 
 def _batch_rows(tensor, batch):
@@ -107,24 +134,26 @@ def _batch_rows(tensor, batch):
     return tensor if batch.numel() == tensor.shape[0] else tensor.index_select(0, batch)
 
 
-def _eager(module, query, key, value, attention_mask, dropout, scaling, factors):
-    """Full eager attention returning weights; `factors` (a plan or None) scales its rows like above."""
+def _eager(module, query, key, value, attention_mask, dropout, scaling, editor, plan):
+    """Full eager attention returning weights; the editor's planned rows are edited as above."""
     k = repeat_kv(key, module.num_key_value_groups)
     v = repeat_kv(value, module.num_key_value_groups)
     logits = torch.matmul(query, k.transpose(2, 3)) * _scale(scaling, query)  # (B, H, q, k)
-    if factors is not None:
-        scale = torch.ones_like(logits[:, :1])                                 # (B, 1, q, k)
-        scale[factors.batch_rows[:, None], :, factors.query_rows[None, :]] = \
-            factors.column_factors.to(logits.dtype)[:, None, None, :]
-        logits = logits * scale
+    cells = None if plan is None else (plan.batch_rows[:, None], slice(None), plan.query_rows[None, :])
+    if plan is not None:
+        logits[cells] = editor.edit_logits(module, logits[cells].transpose(1, 2), plan).transpose(1, 2)
     q_len, kv_len = query.shape[2], key.shape[2]
     all_batch = torch.arange(query.shape[0], device=query.device)
     all_rows = torch.arange(q_len, device=query.device)
     positions = kv_len - q_len + all_rows
     if attention_mask is not None or getattr(module, "is_causal", True):
         logits = logits + _additive_mask(attention_mask, all_batch, all_rows, positions, logits)
-    probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
-    probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
+    probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
+    if plan is not None:
+        rows_probs = probs[cells].transpose(1, 2)
+        editor.after_rows(module, logits[cells].transpose(1, 2), rows_probs, plan)
+        probs[cells] = editor.edit_probs(module, rows_probs, plan).transpose(1, 2)
+    probs = torch.nn.functional.dropout(probs.to(query.dtype), p=dropout, training=module.training)
     return torch.matmul(probs, v).transpose(1, 2).contiguous(), probs
 
 

@@ -20,13 +20,10 @@ from typing import Iterable, Sequence
 import torch
 
 from common.errors import ToolkitError
-from intervention import attention
-from intervention import state as state_module
-from intervention.compat import Cache, attention_implementation
+from intervention import rows
+from intervention.compat import Cache
+from intervention.lm import RegisteredAttention, hf_model, lm_attention_modules
 from intervention.state import SCOPES, ScalingState
-
-_LM_PATHS = ("model.language_model", "language_model", "model.text_model")
-
 
 class ScalingVis:
     """Context manager applying ScalingVis to a loaded model (a `VLM` or a transformers VLM).
@@ -48,7 +45,7 @@ class ScalingVis:
 
     def __init__(self, model_or_vlm, alpha: float | Sequence[float] | torch.Tensor = 1.0, scope: str = "prefill",
                  layers: Iterable[int] | None = None, prompt: tuple[int, torch.Tensor] | None = None):
-        self.model = _hf_model(model_or_vlm)
+        self.model = hf_model(model_or_vlm)
         self.alpha = validate_alpha(alpha)
         if scope not in SCOPES:
             raise ToolkitError(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
@@ -57,7 +54,7 @@ class ScalingVis:
         self.prompt = prompt
         self.state: ScalingState | None = None
         self._hooks: list = []
-        self._previous_implementation: str | None = None
+        self._switch: RegisteredAttention | None = None
         self._scaled_calls = 0
 
     @property
@@ -83,15 +80,11 @@ class ScalingVis:
         if self.state is not None:
             raise RuntimeError("this ScalingVis is already active; create a new one to nest")
         _refuse_sliding_window_config(self.model)
-        attention.register()
-        modules = _lm_attention_modules(self.model)
-        self.state = ScalingState(modules, _image_token_id(self.model), self.alpha, self.scope, self.layers,
-                                  self.prompt)
-        state_module.push(self.state)
+        self.state = ScalingState(lm_attention_modules(self.model), _image_token_id(self.model), self.alpha,
+                                  self.scope, self.layers, self.prompt)
+        rows.push(self.state)
         try:
-            self._previous_implementation = attention_implementation(self.model.config.get_text_config())
-            self.model.set_attn_implementation({"text_config": attention.ATTENTION_NAME})
-            _check_switched(self.model, modules)
+            self._switch = RegisteredAttention(self.model).__enter__()
             if self.prompt is None:
                 self._hooks.append(self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True))
             self._hooks.append(self.model.register_forward_hook(self._check_called))
@@ -105,14 +98,14 @@ class ScalingVis:
 
     def _teardown(self) -> None:
         try:
-            if self._previous_implementation is not None:
-                self.model.set_attn_implementation({"text_config": self._previous_implementation})
+            if self._switch is not None:
+                self._switch.__exit__()
         finally:
             for hook in self._hooks:
                 hook.remove()
             self._scaled_calls = self.state.scaled_calls
-            state_module.remove(self.state)
-            self.state, self._hooks, self._previous_implementation = None, [], None
+            rows.remove(self.state)
+            self.state, self._hooks, self._switch = None, [], None
 
     def _observe_call(self, module, args, kwargs) -> None:
         cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
@@ -124,7 +117,7 @@ class ScalingVis:
 
     def _check_called(self, module, args, output) -> None:
         """After each forward: every language-model attention module ran the registered function."""
-        if not state_module.is_innermost(self.state):
+        if not rows.is_innermost(self.state):
             return  # a nested ScalingVis on the same model answers for this forward
         skipped = len(self.state.module_layers.keys() - self.state.modules_called)
         self.state.modules_called.clear()
@@ -157,49 +150,12 @@ def _validate_layers(layers: Iterable[int], model) -> frozenset[int]:
     return chosen
 
 
-def _hf_model(model_or_vlm):
-    from model_zoo.vlm import VLM
-
-    return model_or_vlm.model if isinstance(model_or_vlm, VLM) else model_or_vlm
-
-
-def _language_model(model):
-    for path in _LM_PATHS:
-        module = model
-        for part in path.split("."):
-            module = getattr(module, part, None)
-        if module is not None:
-            return module
-    raise ToolkitError(f"cannot find the language model inside {type(model).__name__}; supported layouts keep it "
-                       f"at one of {', '.join(_LM_PATHS)}")
-
-
-def _lm_attention_modules(model) -> dict[int, int]:
-    """id(attention module) -> layer index, for the language model's causal self-attentions only."""
-    modules = {id(m): m.layer_idx for m in _language_model(model).modules()
-               if getattr(m, "layer_idx", None) is not None and hasattr(m, "num_key_value_groups")
-               and getattr(m, "is_causal", False)}
-    if not modules:
-        raise ToolkitError(f"found no causal self-attention layers in the language model of {type(model).__name__}")
-    return modules
-
-
 def _image_token_id(model) -> int:
     token_id = getattr(model.config, "image_token_id", None)
     if token_id is None:
         raise ToolkitError(f"{type(model).__name__} has no config.image_token_id; ScalingVis needs it to find "
                            f"image tokens")
     return int(token_id)
-
-
-def _check_switched(model, modules: dict[int, int]) -> None:
-    """Every language-model attention module now looks up the registered function."""
-    lm_modules = [m for m in _language_model(model).modules() if id(m) in modules]
-    wrong = {attention_implementation(m) for m in lm_modules} - {attention.ATTENTION_NAME}
-    if wrong:
-        raise ToolkitError(f"could not switch the language model of {type(model).__name__} to the ScalingVis "
-                           f"attention function (it still runs {', '.join(map(str, sorted(map(str, wrong))))}); "
-                           f"this model's configuration does not expose its language model as 'text_config'")
 
 
 def _refuse_sliding_window_config(model) -> None:

@@ -1,9 +1,9 @@
-"""Out-of-band state of the active ScalingVis interventions.
+"""The targeting state of one active ScalingVis (a `RowEditor`, see `intervention.rows`).
 
 transformers gives an attention function no absolute positions and no input ids, and forward kwargs
 cannot carry our state (`generate` rejects unknown kwargs, and Qwen forwards them into the vision tower;
-transformers_attention.md §1.4). So the state lives here, module-level, on a stack of `ScalingState`s
-managed by context managers (nesting works: the innermost state owning a module wins).
+transformers_attention.md §1.4). So the state is an object on the context-local stack of
+`intervention.rows`, managed by the `ScalingVis` context manager.
 
 A state knows:
 * which attention modules it may touch (ids of the language model's attention modules, with their
@@ -28,30 +28,17 @@ that recomputed rows (`scaled_calls`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 
 from common.errors import ToolkitError
+from intervention.rows import RowEditor, RowPlan
 
 SCOPES = ("prefill", "all")
 
-_STACK: list["ScalingState"] = []
 
-
-@dataclass
-class RowPlan:
-    """What one attention call must recompute: rows `query_rows` (call-relative) of batch rows
-    `batch_rows`, at absolute positions `row_positions`, with per-key logit factors (b, kv_len)."""
-
-    batch_rows: torch.Tensor
-    query_rows: torch.Tensor
-    row_positions: torch.Tensor
-    column_factors: torch.Tensor
-
-
-class ScalingState:
+class ScalingState(RowEditor):
     """The targeting state of one active intervention (see the module docstring)."""
 
     def __init__(self, module_layers: dict[int, int], image_token_id: int, alpha, scope: str,
@@ -134,6 +121,30 @@ class ScalingState:
         return RowPlan(batch_rows, query_rows, positions[query_rows],
                        self._column_factors(alpha, batch_rows, kv_len, device))
 
+    def edit_logits(self, module, logits: torch.Tensor, plan: RowPlan) -> torch.Tensor:
+        """Alpha on the image keys of the targeted rows, before the mask."""
+        if plan.factors is not None:  # this state's own plan (observers' plans carry no factors)
+            return logits * plan.factors.to(logits.dtype)[:, None, None, :]
+        if self.prompt_length is None:
+            return logits
+        return logits * self._factors_for(module, plan, logits)
+
+    def _factors_for(self, module, plan: RowPlan, logits: torch.Tensor) -> torch.Tensor:
+        """(b, 1, r, k) factors for rows another party planned: alpha where this state targets them."""
+        factors = torch.ones(len(plan.batch_rows), 1, len(plan.query_rows), logits.shape[-1],
+                             dtype=logits.dtype, device=logits.device)
+        if self.layers is not None and self.module_layers[id(module)] not in self.layers:
+            return factors
+        alpha = self._alpha_vector(self.image_mask.shape[0], logits.device)
+        first = self.prompt_length - 1
+        positions = plan.row_positions
+        targeted = positions == first if self.scope == "prefill" else positions >= first
+        columns = self._column_factors(alpha, plan.batch_rows, logits.shape[-1], logits.device)
+        return torch.where(targeted[None, None, :, None], columns[:, None, None, :].to(logits.dtype), factors)
+
+    def after_rows(self, module, logits, probs, plan) -> None:
+        self.scaled_calls += 1
+
     def _alpha_vector(self, batch_size: int, device) -> torch.Tensor:
         alpha = torch.as_tensor(self.alpha, dtype=torch.float32, device=device).flatten()
         if alpha.numel() == 1:
@@ -150,31 +161,3 @@ class ScalingState:
         return torch.where(image, alpha[batch_rows, None], torch.ones((), device=device))
 
 
-def push(state: ScalingState) -> None:
-    _STACK.append(state)
-
-
-def remove(state: ScalingState) -> None:
-    """Remove `state` from the stack (wherever it is, so out-of-order exits cannot corrupt it)."""
-    for i in range(len(_STACK) - 1, -1, -1):
-        if _STACK[i] is state:
-            del _STACK[i]
-            return
-
-
-def is_innermost(state: ScalingState) -> bool:
-    """Whether no state pushed after `state` owns any of its modules."""
-    for other in reversed(_STACK):
-        if other is state:
-            return True
-        if other.module_layers.keys() & state.module_layers.keys():
-            return False
-    return False
-
-
-def state_for(module) -> ScalingState | None:
-    """The innermost active state that owns `module` (None for vision modules and when inactive)."""
-    for state in reversed(_STACK):
-        if id(module) in state.module_layers:
-            return state
-    return None

@@ -8,7 +8,7 @@ from transformers.masking_utils import eager_mask
 
 from common.errors import ToolkitError
 from intervention import ATTENTION_NAME, ScalingVis
-from intervention import state as state_module
+from intervention import rows as rows_module
 from intervention.attention import scaling_vis_attention
 from model_zoo.tiny import build_tiny_vlm
 from model_zoo.vlm import VLM
@@ -153,7 +153,7 @@ def test_context_manager_restores_after_exception_and_nests(tiny_factory):
             raise KeyError("boom")
     assert model.config.text_config._attn_implementation == "sdpa"
     assert model.config.vision_config._attn_implementation == "sdpa"
-    assert len(model._forward_pre_hooks) == hooks_before and not state_module._STACK
+    assert len(model._forward_pre_hooks) == hooks_before and not rows_module.active()
     with ScalingVis(model, alpha=2.0):
         only_two = _logits(model, inputs)
     with ScalingVis(model, alpha=0.5) as outer:
@@ -166,7 +166,7 @@ def test_context_manager_restores_after_exception_and_nests(tiny_factory):
         assert outer.state is not None
     assert model.config.text_config._attn_implementation == "sdpa"
     assert torch.equal(_logits(model, inputs), stock)
-    assert len(model._forward_pre_hooks) == hooks_before and not state_module._STACK
+    assert len(model._forward_pre_hooks) == hooks_before and not rows_module.active()
 
 
 def test_vision_tower_never_runs_the_custom_function(tiny_vlm):
@@ -245,7 +245,7 @@ def test_sliding_window_models_are_refused():
     with pytest.raises(ToolkitError, match="sliding-window"):
         with ScalingVis(model, alpha=0.5):
             pass
-    assert model.config.text_config._attn_implementation == "sdpa" and not state_module._STACK
+    assert model.config.text_config._attn_implementation == "sdpa" and not rows_module.active()
 
 
 def test_set_alpha_while_active_and_to_dict(tiny_factory):
