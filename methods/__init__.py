@@ -1,0 +1,28 @@
+"""Methods by name: `get_method("adapt_vis")`, `method_names()`, and the `Configuration`s the runner evaluates.
+
+    from methods import Configuration, answer
+    config = Configuration.of("scaling_vis", weight=0.8)
+    answers = answer(vlm, samples, images, prompts, [config], max_new_tokens=10)
+
+Every method lives in its own module and registers itself (methods.registry); importing this package
+registers the built-in ones.
+"""
+from methods import adapt_vis, base, scaling_vis  # noqa: F401  (registration)
+from methods.batch import Batch
+from methods.registry import (Answer, Configuration, Hyperparameter, Method, Strategy, all_hyperparameters,
+                              all_methods, check_requested, get_method, method_names, methods_taking)
+
+__all__ = ["Answer", "Batch", "Configuration", "Hyperparameter", "Method", "Strategy", "all_hyperparameters",
+           "all_methods", "check_requested", "get_method", "method_names", "methods_taking", "answer"]
+
+
+def answer(vlm, samples, images, prompts, configurations, *, max_new_tokens: int, engine: str = "prefix") -> dict:
+    """{configuration: [Answer per sample]} for one batch, each strategy answering its configurations once."""
+    batch = Batch(vlm, samples, images, prompts, max_new_tokens, engine)
+    by_strategy: dict = {}
+    for config in dict.fromkeys(configurations):
+        by_strategy.setdefault(config.entry.strategy, []).append(config)
+    answers: dict = {}
+    for strategy, group in by_strategy.items():
+        answers.update(strategy.answer(batch, group))
+    return answers
