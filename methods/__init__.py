@@ -4,16 +4,22 @@
     config = Configuration.of("scaling_vis", weight=0.8)
     answers = answer(vlm, samples, images, prompts, [config], max_new_tokens=10)
 
-Every method lives in its own module and registers itself (methods.registry); importing this package
-registers the built-in ones.
+Every method lives in its own module of this package and registers itself (methods.registry); importing
+the package imports every module in it, so adding a method is adding its module.
 """
-from methods import adapt_vis, base, scaling_vis  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from methods.batch import Batch
 from methods.registry import (Answer, Configuration, Hyperparameter, Method, Strategy, all_hyperparameters,
                               all_methods, check_requested, get_method, method_names, methods_taking)
 
 __all__ = ["Answer", "Batch", "Configuration", "Hyperparameter", "Method", "Strategy", "all_hyperparameters",
            "all_methods", "check_requested", "get_method", "method_names", "methods_taking", "answer"]
+
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def answer(vlm, samples, images, prompts, configurations, *, max_new_tokens: int, engine: str = "prefix") -> dict:
