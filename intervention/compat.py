@@ -15,7 +15,14 @@ Items (transformers 5.23 and 5.24 are tested; see requirements.txt):
 5. cache-layer internals: `DynamicLayer` with `keys` / `values` tensors, grown by rebinding (never
    written in place), so a shallow copy of the layers is a safe fork;
 6. Qwen's multimodal rotary positions: `model.model.get_rope_index(input_ids, mm_token_type_ids=...,
-   image_grid_thw=..., attention_mask=...)`.
+   image_grid_thw=..., attention_mask=...)`;
+7. the decoder layers of the language model (`.layers`), called with the residual stream as their first
+   argument (`hidden_states`) and returning it (a tensor, or a tuple whose first item it is): forward hooks
+   on them read the stream after 0..N-1 layers, as `output_hidden_states` reports it (DoLa's early exits);
+8. (behaviour, no name) `generate(logits_processor=[p])` calls `p` at every step on float32 logits, after
+   the processors its generation config creates and before the sampling warpers, and an explicit value in
+   a passed `GenerationConfig` (e.g. `repetition_penalty=1.0`) is not replaced by the checkpoint's default;
+   so with `repetition_penalty=1.0` the processor sees the raw logits (VCD, DoLa: `methods.decoding`).
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ TESTED_VERSIONS = ("5.23.0", "5.24.0")
 
 __all__ = ["Cache", "repeat_kv", "sdpa_attention_forward", "sdpa_mask", "TransformersChanged", "cache_kwarg",
            "output_cache", "attention_implementation", "attention_weights_requested", "check_cache_layers",
-           "cache_key_values", "fork_cache", "mrope_position_ids"]
+           "cache_key_values", "fork_cache", "mrope_position_ids", "decoder_layers", "layer_input", "layer_output"]
 
 
 class TransformersChanged(ToolkitError):
@@ -139,6 +146,32 @@ def mrope_position_ids(model, inputs) -> torch.Tensor:
     except TypeError as error:
         raise TransformersChanged(f"the signature of get_rope_index ({error})") from None
     return positions
+
+
+def decoder_layers(model) -> torch.nn.ModuleList:
+    """Item 7: the language model's decoder layers, first to last."""
+    from intervention.lm import language_model  # here: intervention.lm imports this module
+
+    layers = getattr(language_model(model), "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        raise TransformersChanged(f"where {type(model).__name__} keeps its decoder layers (no language_model.layers)")
+    return layers
+
+
+def layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
+    """Item 7: the residual stream a decoder layer is called with, from a forward pre-hook's (args, kwargs)."""
+    hidden = args[0] if args else kwargs.get("hidden_states")
+    if not isinstance(hidden, torch.Tensor):
+        raise TransformersChanged("how decoder layers are called (no hidden_states argument)")
+    return hidden
+
+
+def layer_output(output) -> torch.Tensor:
+    """Item 7: the residual stream a decoder layer returns, from a forward hook's output."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    if not isinstance(hidden, torch.Tensor):
+        raise TransformersChanged(f"what decoder layers return ({type(output).__name__}, not a tensor)")
+    return hidden
 
 
 _WARNED: set[str] = set()

@@ -1,0 +1,239 @@
+"""VCD, Visual Contrastive Decoding (Leng et al., CVPR 2024): contrast the model's logits with those it
+gives for a diffusion-noised copy of the image, at every decoding step.
+
+    from methods.vcd import VCD
+    answers = VCD(alpha=1.0, beta=0.1, noise_step=500).run(vlm, inputs, max_new_tokens=10)
+    answers[0].text, answers[0].confidence, answers[0].head_size
+
+At step t, with l = logits(y | v, x, y<t) and l' = logits(y | v', x, y<t) (paper eq. 3-4, vcd_sample.py):
+
+    V_head = {y : l(y) >= log(beta) + max_w l(w)}          the adaptive plausibility constraint (APC), on
+                                                          raw logits as vcd_sample.py (= p >= beta * max p)
+    z(y) = (1 + alpha) l(y) - alpha l'(y) on V_head, -inf elsewhere; the next token is argmax z (greedy,
+    the default) or a sample of softmax(z) (`sample=True`: VCD's temperature 1, top-p 1, no top-k).
+
+The noised image v' is forward diffusion of the processor's normalised pixel values (vcd_add_noise.py):
+x' = sqrt(abar_T) x + sqrt(1 - abar_T) eps, eps ~ N(0, I), beta_t = sigmoid(linspace(-6, 6, 1000)) (5e-3 -
+1e-5) + 1e-5, abar_T = prod_{t <= T} (1 - beta_t). It acts on pixel_values elementwise, so Qwen's
+flattened patches get it too, with the same image_grid_thw.
+
+Mechanism (why a logits processor): the clean branch is stock `generate`; `VCDProcessor` runs the noised
+branch alongside it, the classifier-free-guidance pattern: at the first step it runs the noised prompt
+(vision tower included) into a cache of its own, at every later step it feeds the token generate chose,
+with the same attention mask and explicit position ids (`intervention.prefix.prompt_position_ids`, then
++1 per step as generate does). The two caches share nothing (tests/test_vcd.py checks). A neutral
+setting (alpha = 0) is then the baseline token for token, and the VCD scores come from one place.
+
+Noise seeding (a choice; the original draws fresh noise per image from the global generator, so an
+image's noise depends on the run order): each image's noise comes from a generator seeded with
+crc32(its pixel values, cd_seed), so answers are deterministic given the seed, the same in any batch or
+order, and different images get different noise. LLaVA-NeXT's tiles are seeded one by one (a batch pads
+them with zero tiles, which the model drops).
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import asdict, dataclass
+
+import torch
+from transformers import BatchFeature
+
+from intervention import compat
+from intervention.prefix import prompt_position_ids
+from methods.decoding import ScoreProcessor, generate_scored
+from methods.registry import Answer, Hyperparameter, Method, Strategy, register
+
+DIFFUSION_STEPS = 1000
+
+CD_ALPHA = Hyperparameter("cd_alpha", float, 1.0, "VCD contrast strength alpha: (1+a) l - a l' (0 = the model itself)",
+                          source="Leng et al. 2024 §5.1; VCD eval scripts --cd_alpha 1", low=0.0, short="a",
+                          symbol="α")
+CD_BETA = Hyperparameter("cd_beta", float, 0.1, "VCD plausibility constraint beta: keep tokens with p >= beta * max p "
+                         "(0 keeps all)", source="Leng et al. 2024 §5.1; VCD eval scripts --cd_beta 0.1 (the POPE "
+                         "bash script uses 0.2)", low=0.0, high=1.0, short="b", symbol="β")
+NOISE_STEP = Hyperparameter("noise_step", int, 500, "VCD diffusion step T of the noised image (0 = almost clean, "
+                            "999 = almost pure noise)", source="Leng et al. 2024 §5.1; VCD eval scripts "
+                            "--noise_step 500", low=0, high=DIFFUSION_STEPS - 1, short="T", symbol="T")
+CD_SEED = Hyperparameter("cd_seed", int, 55, "VCD seed of the image noise (and of sampling with --sample)",
+                         source="VCD experiments/cd_scripts/*.bash (seed 55)", low=0, high=2 ** 32 - 1, short="s")
+SAMPLE = Hyperparameter("sample", bool, False, "VCD: sample from softmax(z) with temperature 1, top-p 1 (the "
+                        "paper's setting) instead of greedy decoding", source="VCD eval scripts (do_sample=True); "
+                        "greedy by default here, as every other method", grid=False)
+
+
+@dataclass(frozen=True)
+class VCDAnswer:
+    """One sample's VCD outcome: the text, the clean first-token confidence, and how many candidates the
+    plausibility constraint left at the first answer token (1: VCD cannot change it, paper §4.3)."""
+
+    text: str
+    confidence: float
+    head_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def noise_schedule(step: int) -> tuple[float, float]:
+    """(sqrt(abar_T), sqrt(1 - abar_T)) of vcd_add_noise.py at 0-based step T (float32, as the original)."""
+    betas = torch.sigmoid(torch.linspace(-6, 6, DIFFUSION_STEPS)) * (0.5e-2 - 1e-5) + 1e-5
+    abar = torch.cumprod(1 - betas, dim=0)[step]
+    return float(abar.sqrt()), float((1 - abar).sqrt())
+
+
+def plausible(logits: torch.Tensor, beta: float) -> torch.Tensor:
+    """The APC's V_head as a mask: l >= log(beta) + max l (beta = 0 keeps every token)."""
+    floor = math.log(beta) if beta > 0 else -math.inf
+    return logits >= logits.max(dim=-1, keepdim=True).values + floor
+
+
+def vcd_scores(logits: torch.Tensor, noised: torch.Tensor, alpha: float, beta: float) -> torch.Tensor:
+    """(1 + alpha) l - alpha l' on V_head, -inf elsewhere (vcd_sample.py)."""
+    contrast = (1 + alpha) * logits - alpha * noised
+    return contrast.masked_fill(~plausible(logits, beta), -math.inf)
+
+
+def noised_pixel_values(inputs: BatchFeature, step: int, seed: int) -> torch.Tensor:
+    """The processor's pixel values after `step` diffusion steps, each image seeded by its content and `seed`."""
+    pixels = inputs["pixel_values"]
+    keep, noise = noise_schedule(step)
+    units = _noise_units(pixels, inputs.get("image_grid_thw"))
+    noised = [keep * unit.float().cpu() + noise * _standard_noise(unit, seed) for unit in units]
+    if pixels.dim() == 2:
+        out = torch.cat(noised)
+    else:
+        out = torch.stack(noised).reshape(pixels.shape)
+    return out.to(device=pixels.device, dtype=pixels.dtype)
+
+
+def _noise_units(pixels: torch.Tensor, grid_thw) -> list[torch.Tensor]:
+    """One tensor per image: Qwen's (patches, features) rows split by image_grid_thw; otherwise every
+    (channels, height, width) image, or LLaVA-NeXT tile."""
+    if pixels.dim() == 2:
+        return list(torch.split(pixels, grid_thw.prod(dim=-1).tolist()))
+    return list(pixels.reshape(-1, *pixels.shape[-3:]))
+
+
+def _standard_noise(unit: torch.Tensor, seed: int) -> torch.Tensor:
+    values = unit.detach().float().cpu().contiguous()
+    generator = torch.Generator().manual_seed(zlib.crc32(values.numpy().tobytes(), seed))
+    return torch.randn(values.shape, generator=generator)
+
+
+class VCDProcessor(ScoreProcessor):
+    """VCD scores for generate: runs the noised branch in its own cache, one step behind generate's
+    choices (see the module docstring). `forwards` counts the noised branch's forwards."""
+
+    def __init__(self, vlm, inputs: BatchFeature, noised_pixels: torch.Tensor, alpha: float, beta: float,
+                 repetition_penalty: float = 1.0):
+        super().__init__(repetition_penalty)
+        self.vlm, self.alpha, self.beta = vlm, alpha, beta
+        self.prompt = {**inputs, "pixel_values": noised_pixels}
+        self.mask = inputs["attention_mask"]
+        self.positions = prompt_position_ids(vlm, inputs, self.mask)
+        self.cache = None
+        self.fed = 0  # tokens of the sequence already in the noised cache
+        self.forwards = 0
+        self.head_size: torch.Tensor | None = None
+
+    def scores(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        noised = self.noised_logits(input_ids)
+        if self.head_size is None:
+            self.head_size = plausible(logits, self.beta).sum(dim=-1)
+        return vcd_scores(logits, noised, self.alpha, self.beta)
+
+    def noised_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """l' for the last position of `input_ids`: the noised prompt first, then each new token."""
+        model = self.vlm.model
+        if self.cache is None:
+            out = model(**self.prompt, position_ids=self.positions, use_cache=True, logits_to_keep=1)
+            self.cache = compat.output_cache(out)
+        else:
+            new = input_ids[:, self.fed:]
+            steps = torch.arange(1, new.shape[1] + 1, device=self.positions.device) + (self.fed - self.prompt_length)
+            self.mask = torch.cat([self.mask, torch.ones_like(new, dtype=self.mask.dtype)], dim=-1)
+            out = model(input_ids=new, attention_mask=self.mask, position_ids=self.positions[..., -1:] + steps,
+                        use_cache=True, logits_to_keep=1, **{compat.cache_kwarg(model): self.cache})
+        self.fed = input_ids.shape[1]
+        self.forwards += 1
+        return out.logits[:, -1].float().to(input_ids.device)
+
+    @property
+    def prompt_length(self) -> int:
+        return self.prompt["input_ids"].shape[1]
+
+
+class VCD:
+    """VCD(alpha=1.0, beta=0.1, noise_step=500, seed=55, sample=False); `run(vlm, inputs, max_new_tokens)`.
+
+    The clean branch keeps the checkpoint's repetition penalty (Qwen2-VL-Instruct: 1.05), applied after
+    the contrast as vcd_sample.py does; the supported LLaVA checkpoints set none.
+    """
+
+    name = "vcd"
+
+    def __init__(self, alpha: float = CD_ALPHA.default, beta: float = CD_BETA.default,
+                 noise_step: int = NOISE_STEP.default, seed: int = CD_SEED.default, sample: bool = SAMPLE.default):
+        self.alpha, self.beta = CD_ALPHA.check(alpha), CD_BETA.check(beta)
+        self.noise_step, self.seed, self.sample = NOISE_STEP.check(noise_step), CD_SEED.check(seed), SAMPLE.check(sample)
+
+    @classmethod
+    def of(cls, values: dict) -> "VCD":
+        return cls(values["cd_alpha"], values["cd_beta"], values["noise_step"], values["cd_seed"], values["sample"])
+
+    def to_dict(self) -> dict:
+        return {"method": self.name, "cd_alpha": self.alpha, "cd_beta": self.beta, "noise_step": self.noise_step,
+                "cd_seed": self.seed, "sample": self.sample}
+
+    def __repr__(self) -> str:
+        return (f"VCD(alpha={self.alpha}, beta={self.beta}, noise_step={self.noise_step}, seed={self.seed}, "
+                f"sample={self.sample})")
+
+    def processor(self, vlm, inputs: BatchFeature, noised_pixels: torch.Tensor | None = None) -> VCDProcessor:
+        if noised_pixels is None:
+            noised_pixels = noised_pixel_values(inputs, self.noise_step, self.seed)
+        penalty = float(vlm.model.generation_config.repetition_penalty or 1.0)
+        return VCDProcessor(vlm, inputs, noised_pixels, self.alpha, self.beta, penalty)
+
+    def run(self, vlm, inputs: BatchFeature, max_new_tokens: int,
+            noised_pixels: torch.Tensor | None = None) -> list[VCDAnswer]:
+        """VCD answers of one prepared batch (`noised_pixels`: reuse this batch's noised pixel values)."""
+        processor = self.processor(vlm, inputs, noised_pixels)
+        new_tokens = generate_scored(vlm, inputs, processor, max_new_tokens, sample=self.sample, seed=self.seed)
+        texts = vlm.decode_new_tokens(new_tokens, 0)
+        return [VCDAnswer(text, float(confidence), int(size))
+                for text, confidence, size in zip(texts, processor.confidence, processor.head_size)]
+
+
+class VCDStrategy(Strategy):
+    """Every VCD configuration of a batch: one generate each (both branches); configurations with the same
+    noise step and seed share the noised pixel values."""
+
+    name = "vcd"
+
+    def answer(self, batch, configurations) -> dict:
+        noised: dict[tuple[int, int], torch.Tensor] = {}
+        answers: dict = {}
+        for config in configurations:
+            vcd = VCD.of(config.hyperparameters)
+            key = (vcd.noise_step, vcd.seed)
+            if key not in noised:
+                noised[key] = noised_pixel_values(batch.inputs, *key)
+            results = vcd.run(batch.vlm, batch.inputs, batch.max_new_tokens, noised[key])
+            answers[config] = [Answer(r.text, {"confidence": r.confidence, "head_size": r.head_size})
+                               for r in results]
+        return answers
+
+
+def _smallest_intervention(values: dict) -> tuple:
+    """Weaker contrast first: smaller alpha, then a stricter constraint (larger beta), then less noise."""
+    return (values["cd_alpha"], -values["cd_beta"], values["noise_step"], values["cd_seed"], values["sample"])
+
+
+VCD_METHOD = register(Method(
+    name="vcd", title="+VCD", paper="Leng et al., CVPR 2024 (Visual Contrastive Decoding)",
+    description="contrast the logits with those for a diffusion-noised image, (1+a) l - a l', under the "
+                "plausibility constraint beta, at every decoding step",
+    hyperparameters=(CD_ALPHA, CD_BETA, NOISE_STEP, CD_SEED, SAMPLE), strategy=VCDStrategy(),
+    record_fields=("confidence", "head_size"), preference=_smallest_intervention, rank=30))
