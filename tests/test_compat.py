@@ -3,6 +3,8 @@ the installed version so a release that moves one fails here first (CI runs this
 the newest supported transformers)."""
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface, DynamicCache
@@ -154,3 +156,76 @@ def test_item6_a_model_without_get_rope_index_is_reported(tiny_factory):
     model, _ = tiny_factory("llava")
     with pytest.raises(TransformersChanged, match="get_rope_index"):
         compat.mrope_position_ids(model, {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
+
+
+def test_item7_hooks_on_decoder_layers_read_the_residual_stream(tiny_vlm):
+    """A pre-hook on the first decoder layer and a hook after layer j see what output_hidden_states reports
+    as hidden_states[0] (the embeddings) and hidden_states[j + 1] (before the final norm)."""
+    model, inputs = tiny_vlm.model, two_sample_inputs(tiny_vlm)
+    layers = compat.decoder_layers(model)
+    seen = {}
+
+    def before_first(module, args, kwargs):
+        seen[0] = compat.layer_input(args, kwargs)
+
+    def after(j, module, args, output):
+        seen[j + 1] = compat.layer_output(output)
+
+    handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
+    handles += [layer.register_forward_hook(functools.partial(after, j)) for j, layer in enumerate(layers)]
+    try:
+        with torch.no_grad():
+            out = model(**inputs, output_hidden_states=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert len(out.hidden_states) == len(layers) + 1
+    for j in range(len(layers)):
+        assert torch.equal(seen[j], out.hidden_states[j])
+    final_norm = model.model.language_model.norm
+    assert torch.allclose(final_norm(seen[len(layers)]), out.hidden_states[-1], atol=1e-6)
+
+
+def test_item7_a_model_without_decoder_layers_is_reported():
+    class Inner(torch.nn.Module):
+        layers = None
+
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.language_model = Inner()
+
+    with pytest.raises(TransformersChanged, match="decoder layers"):
+        compat.decoder_layers(Model())
+    with pytest.raises(TransformersChanged, match="hidden_states"):
+        compat.layer_input((), {})
+    with pytest.raises(TransformersChanged, match="what decoder layers return"):
+        compat.layer_output(("not a tensor",))
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_item8_a_custom_logits_processor_sees_the_raw_logits(tiny_vlm):
+    """With repetition_penalty=1.0 passed explicitly, the checkpoint's penalty is not applied before a custom
+    processor, which is called at every step on float32 logits equal to output_logits."""
+    from methods.decoding import ScoreProcessor, generate_scored
+
+    class Recorder(ScoreProcessor):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def scores(self, input_ids, logits):
+            self.seen.append(logits.clone())
+            return logits
+
+    model, inputs = tiny_vlm.model, two_sample_inputs(tiny_vlm)
+    before = model.generation_config.repetition_penalty
+    model.generation_config.repetition_penalty = 1.3
+    try:
+        recorder = Recorder()
+        out = generate_scored(tiny_vlm, inputs, recorder, 3, output_logits=True, return_dict_in_generate=True)
+    finally:
+        model.generation_config.repetition_penalty = before
+    assert len(recorder.seen) == len(out.logits) == 3
+    for seen, raw in zip(recorder.seen, out.logits):
+        assert seen.dtype == torch.float32 and torch.equal(seen, raw.float())
