@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 
 from intervention import AdaptVis, ScalingVis, open_session
+from methods.dola import DoLa
+from methods.vcd import VCD
 from model_zoo.tiny import build_tiny_vlm
 from model_zoo.vlm import VLM
 from runner.config import MethodSpec
@@ -132,6 +134,16 @@ def _through_runner(specs_fn, engine):
     return run
 
 
+def _vcd(vlm, inputs):
+    return VCD().run(vlm, inputs, ANSWER_TOKENS)  # the published defaults: alpha 1, beta 0.1, step 500
+
+
+def _dola(layers):
+    def run(vlm, inputs):
+        return DoLa(layers).run(vlm, inputs, ANSWER_TOKENS)
+    return run
+
+
 WORKLOADS = {w.name: w for w in (
     Workload("stock_forward", _stock_forward),
     Workload("scaled_forward", _scaled_forward),
@@ -144,4 +156,7 @@ WORKLOADS = {w.name: w for w in (
     Workload("sweep_fast", _through_runner(sweep_specs, "prefix")),
     Workload("grid_naive", _through_runner(grid_specs, "naive")),
     Workload("grid_fast", _through_runner(grid_specs, "prefix")),
+    Workload("vcd", _vcd),
+    Workload("dola", _dola("high")),  # on the 4-layer LM: the one candidate [2] (DoLa-static)
+    Workload("dola_all_layers", _dola("0,1,2,3")),  # every early exit a candidate: dynamic, |J| = 4
 )}

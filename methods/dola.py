@@ -6,7 +6,7 @@ distribution with an early exit's, at every decoding step.
     answers[0].text, answers[0].confidence, answers[0].premature_layers
 
 Our own implementation: transformers 5 moved DoLa out of `generate` into the hub repo
-transformers-community/dola, which needs trust_remote_code. At each step (paper §2.2-2.3; HF
+transformers-community/dola, which needs trust_remote_code. At each step (the paper's method section; HF
 `_dola_decoding`, official `dola_greedy_decode`):
 
     q_j = softmax(lm_head(h_j)) at the last position, h_j the residual stream after j decoder layers
@@ -84,15 +84,15 @@ class LayerSet(Hyperparameter):
 
 DOLA_LAYERS = LayerSet("dola_layers", str, "high", "DoLa candidate premature layers: low, high (HF's buckets) or "
                        "indices such as 0,2,4 (one set; a single index is DoLa-static)",
-                       source="HF generation docs: 'high' for short-answer tasks (TruthfulQA), as our one-word "
+                       source="HF DoLa card: 'high' for short-answer tasks (TruthfulQA), as our one-word "
                        "answers", short="l")
 RELATIVE_TOP = Hyperparameter("relative_top", float, 0.1, "DoLa plausibility constraint: keep tokens with q_N >= "
                               "relative_top * max q_N (1 = the baseline's token, 0 keeps all)",
-                              source="Chuang et al. 2024 §2.3 (alpha = 0.1); official code --relative_top 0.1",
+                              source="Chuang et al. 2024 (alpha = 0.1); official code --relative_top 0.1",
                               low=0.0, high=1.0, short="rt", symbol="α")
 DOLA_REPETITION_PENALTY = Hyperparameter(
     "dola_repetition_penalty", float, 1.2, "DoLa repetition penalty on the contrasted scores (1 = none)",
-    source="Chuang et al. 2024 (repetition penalty 1.2 in DoLa modes); HF DoLa docs", low=1.0, short="rp")
+    source="Chuang et al. 2024 (1.2 in DoLa modes); HF DoLa card (transformers-community/dola)", low=1.0, short="rp")
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,8 @@ class DoLaProcessor(ScoreProcessor):
         self.chosen: list[list[int]] = []  # per step, the premature layer of each row
 
     def scores(self, input_ids: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        premature = torch.stack([self.lm_head(self.exits.states[j]).float().to(logits.device)
+        device = self.lm_head.weight.device  # with a device map the head may sit elsewhere
+        premature = torch.stack([self.lm_head(self.exits.states[j].to(device)).float().to(logits.device)
                                  for j in self.candidates])
         if len(self.candidates) == 1:
             index = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)

@@ -5,7 +5,8 @@ gives for a diffusion-noised copy of the image, at every decoding step.
     answers = VCD(alpha=1.0, beta=0.1, noise_step=500).run(vlm, inputs, max_new_tokens=10)
     answers[0].text, answers[0].confidence, answers[0].head_size
 
-At step t, with l = logits(y | v, x, y<t) and l' = logits(y | v', x, y<t) (paper eq. 3-4, vcd_sample.py):
+At step t, with l = logits(y | v, x, y<t) and l' = logits(y | v', x, y<t) (the paper's VCD and adaptive
+plausibility equations; vcd_sample.py):
 
     V_head = {y : l(y) >= log(beta) + max_w l(w)}          the adaptive plausibility constraint (APC), on
                                                           raw logits as vcd_sample.py (= p >= beta * max p)
@@ -47,13 +48,13 @@ from methods.registry import Answer, Hyperparameter, Method, Strategy, register
 DIFFUSION_STEPS = 1000
 
 CD_ALPHA = Hyperparameter("cd_alpha", float, 1.0, "VCD contrast strength alpha: (1+a) l - a l' (0 = the model itself)",
-                          source="Leng et al. 2024 §5.1; VCD eval scripts --cd_alpha 1", low=0.0, short="a",
+                          source="Leng et al. 2024; VCD eval scripts --cd_alpha 1", low=0.0, short="a",
                           symbol="α")
 CD_BETA = Hyperparameter("cd_beta", float, 0.1, "VCD plausibility constraint beta: keep tokens with p >= beta * max p "
-                         "(0 keeps all)", source="Leng et al. 2024 §5.1; VCD eval scripts --cd_beta 0.1 (the POPE "
+                         "(0 keeps all)", source="Leng et al. 2024; VCD eval scripts --cd_beta 0.1 (the POPE "
                          "bash script uses 0.2)", low=0.0, high=1.0, short="b", symbol="β")
 NOISE_STEP = Hyperparameter("noise_step", int, 500, "VCD diffusion step T of the noised image (0 = almost clean, "
-                            "999 = almost pure noise)", source="Leng et al. 2024 §5.1; VCD eval scripts "
+                            "999 = almost pure noise)", source="Leng et al. 2024; VCD eval scripts "
                             "--noise_step 500", low=0, high=DIFFUSION_STEPS - 1, short="T", symbol="T")
 CD_SEED = Hyperparameter("cd_seed", int, 55, "VCD seed of the image noise (and of sampling with --sample)",
                          source="VCD experiments/cd_scripts/*.bash (seed 55)", low=0, high=2 ** 32 - 1, short="s")
@@ -65,7 +66,7 @@ SAMPLE = Hyperparameter("sample", bool, False, "VCD: sample from softmax(z) with
 @dataclass(frozen=True)
 class VCDAnswer:
     """One sample's VCD outcome: the text, the clean first-token confidence, and how many candidates the
-    plausibility constraint left at the first answer token (1: VCD cannot change it, paper §4.3)."""
+    plausibility constraint left at the first answer token (1: VCD cannot change it)."""
 
     text: str
     confidence: float
@@ -98,27 +99,22 @@ def noised_pixel_values(inputs: BatchFeature, step: int, seed: int) -> torch.Ten
     """The processor's pixel values after `step` diffusion steps, each image seeded by its content and `seed`."""
     pixels = inputs["pixel_values"]
     keep, noise = noise_schedule(step)
-    units = _noise_units(pixels, inputs.get("image_grid_thw"))
-    noised = [keep * unit.float().cpu() + noise * _standard_noise(unit, seed) for unit in units]
-    if pixels.dim() == 2:
-        out = torch.cat(noised)
-    else:
-        out = torch.stack(noised).reshape(pixels.shape)
-    return out.to(device=pixels.device, dtype=pixels.dtype)
+    clean = pixels.detach().float().cpu().contiguous()  # a CPU generator: the same noise on every device
+    noised = torch.empty_like(clean)
+    grid = inputs.get("image_grid_thw")
+    for image, target in zip(_noise_units(clean, grid), _noise_units(noised, grid)):
+        generator = torch.Generator().manual_seed(zlib.crc32(image.numpy(), seed))
+        torch.randn(target.shape, generator=generator, out=target)
+        target.mul_(noise).add_(image, alpha=keep)  # in place: x' = keep x + noise eps in one buffer
+    return noised.to(device=pixels.device, dtype=pixels.dtype)
 
 
 def _noise_units(pixels: torch.Tensor, grid_thw) -> list[torch.Tensor]:
-    """One tensor per image: Qwen's (patches, features) rows split by image_grid_thw; otherwise every
+    """Views, one per image: Qwen's (patches, features) rows split by image_grid_thw; otherwise every
     (channels, height, width) image, or LLaVA-NeXT tile."""
     if pixels.dim() == 2:
         return list(torch.split(pixels, grid_thw.prod(dim=-1).tolist()))
     return list(pixels.reshape(-1, *pixels.shape[-3:]))
-
-
-def _standard_noise(unit: torch.Tensor, seed: int) -> torch.Tensor:
-    values = unit.detach().float().cpu().contiguous()
-    generator = torch.Generator().manual_seed(zlib.crc32(values.numpy().tobytes(), seed))
-    return torch.randn(values.shape, generator=generator)
 
 
 class VCDProcessor(ScoreProcessor):
