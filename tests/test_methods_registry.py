@@ -44,7 +44,7 @@ def test_configurations_fill_defaults_and_name_their_folders():
 
 
 def test_unknown_and_unused_names_are_one_clear_error():
-    with pytest.raises(ToolkitError, match="unknown method 'vcdd'; choose one of: base, scaling_vis, adapt_vis"):
+    with pytest.raises(ToolkitError, match="unknown method 'vcdd'; choose one of: base, .*scaling_vis, adapt_vis"):
         check_requested(["vcdd"], [])
     with pytest.raises(ToolkitError, match="unknown hyper-parameter --alpha"):
         check_requested(["base"], ["alpha"])
