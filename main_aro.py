@@ -8,6 +8,7 @@ Examples:
     python main_aro.py --dataset=Controlled_Images_A --model-name='llava1.5' --download \\
         --method adapt_vis --weight1 0.5 --weight2 1.5 --threshold 0.4 --option=four
     python main_aro.py --dataset VSR --model-name qwen2-vl --method scaling_vis --weight 0.5
+    python main_aro.py --dataset VSR --split val --method adapt_vis --weight1 0.5 --weight2 1.2 --threshold auto
     python main_aro.py --dataset COCO_QA_one_obj --split val --method scaling_vis --weight 0.5,0.8,1.2,1.5,2.0
     TEST_MODE=True python main_aro.py --dataset Controlled_Images_B --method base
     accelerate launch main_aro.py --dataset VG_QA_one_obj --model-name llava1.5 --method adapt_vis
@@ -25,7 +26,8 @@ from typing import Optional, Sequence
 
 from common.cli import OneLineParser
 from common.errors import ToolkitError
-from runner.config import DTYPES, METHODS, OPTIONS, PROMPT_FORMATS, SCOPES, SPLITS, RunConfig, parse_list
+from runner.config import (DTYPES, METHODS, OPTIONS, PROMPT_FORMATS, SCOPES, SPLITS, RunConfig, parse_list,
+                           parse_thresholds)
 
 DEMO_METHODS = ("base", "scaling_vis", "adapt_vis")
 
@@ -65,7 +67,8 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     model.add_argument("--device-map", default=None,
                        help="e.g. auto: spread a model too large for one GPU over several (accelerate)")
     model.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format,
-                       help="chat: the model's chat template; paper: the original LLaVA-1.5 string")
+                       help="chat: the model's chat template; paper: the original LLaVA-1.5 string; auto: paper "
+                            "for llava1.5 and llava1.5-13b (the paper's models), chat otherwise (default: %(default)s)")
     model.add_argument("--max-new-tokens", type=int, default=RunConfig.max_new_tokens,
                        help="answer length (default: %(default)s; answers are one word; the paper used 100)")
 
@@ -75,7 +78,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     method.add_argument("--weight", default="", help="ScalingVis alpha(s), e.g. 0.8 or 0.5,0.8,1.2")
     method.add_argument("--weight1", default="", help="AdaptVis alpha(s) when the confidence is low (< 1)")
     method.add_argument("--weight2", default="", help="AdaptVis alpha(s) when the confidence is high (> 1)")
-    method.add_argument("--threshold", default="", help="AdaptVis confidence threshold(s) in [0, 1]")
+    method.add_argument("--threshold", default="",
+                        help="AdaptVis confidence threshold(s) in [0, 1]; auto (VSR): the paper's rule, the mean over "
+                             "the labels yes/no of the val split's mean alpha=1 confidence")
     method.add_argument("--no-round-confidence", action="store_true",
                         help="compare the raw confidence (the original rounds it to 2 decimals first)")
     method.add_argument("--scope", choices=SCOPES, default=RunConfig.scope,
@@ -103,7 +108,8 @@ def parse_config(argv: Sequence[str]) -> RunConfig:
 def config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunConfig:
     """The RunConfig of parsed arguments: flags map to fields by name; hyper-parameter lists are parsed."""
     values = {field.name: getattr(args, field.name) for field in fields(RunConfig) if hasattr(args, field.name)}
-    values.update({flag: parse_list(values[flag]) for flag in ("weight", "weight1", "weight2", "threshold")})
+    values.update({flag: parse_list(values[flag]) for flag in ("weight", "weight1", "weight2")})
+    values["threshold"] = parse_thresholds(values["threshold"])
     return RunConfig(**{**values, "method": methods})
 
 

@@ -3,7 +3,10 @@
 #
 # MODE=search (default), per dataset:
 #   1. one pass over the 20% val split evaluates the baseline, ScalingVis over ALPHAS and AdaptVis over
-#      WEIGHT1 x WEIGHT2 x THRESHOLDS (every configuration gets its own run folder);
+#      WEIGHT1 x WEIGHT2 x THRESHOLDS (every configuration gets its own run folder). THRESHOLDS follows
+#      the paper (appendix E.3): 0.2..0.55 for LLaVA-1.5, 0.3..0.65 for LLaVA-1.6, 0.2..0.65 otherwise,
+#      in steps of 0.05; VSR uses VSR_THRESHOLDS=auto, the paper's rule (the mean over the labels yes/no
+#      of the val split's mean alpha=1 confidence, computed by main_aro.py);
 #   2. `evaluation.select` picks the best ScalingVis and AdaptVis configuration on val;
 #   3. the baseline and the two selected configurations run on the 80% test split.
 # MODE=paper: only the paper's per-dataset settings (run.sh of the original code) on the test split.
@@ -27,9 +30,16 @@ MODE=${MODE:-search}
 ALPHAS=${ALPHAS:-0.5,0.8,1.2,1.5,2.0}
 WEIGHT1=${WEIGHT1:-0.5,0.8}
 WEIGHT2=${WEIGHT2:-1.2,1.5,2.0}
-THRESHOLDS=${THRESHOLDS:-0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.65}
-# The original LLaVA-1.5 prompt string for the paper's model, the model's chat template otherwise.
-if [[ "$MODEL" == llava1.5* ]]; then PROMPT_FORMAT=${PROMPT_FORMAT:-paper}; else PROMPT_FORMAT=${PROMPT_FORMAT:-chat}; fi
+# The paper's beta grids (appendix E.3) per model; other models get the union of the two.
+case "$MODEL" in
+    llava1.5*) DEFAULT_THRESHOLDS=0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55 ;;
+    llava1.6*) DEFAULT_THRESHOLDS=0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.65 ;;
+    *) DEFAULT_THRESHOLDS=0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55,0.6,0.65 ;;
+esac
+THRESHOLDS=${THRESHOLDS:-$DEFAULT_THRESHOLDS}
+VSR_THRESHOLDS=${VSR_THRESHOLDS:-auto}   # yes/no datasets (VSR*)
+# auto: the original LLaVA-1.5 prompt string for llava1.5 / llava1.5-13b, the chat template otherwise.
+PROMPT_FORMAT=${PROMPT_FORMAT:-auto}
 MATCH=${MATCH:-strict}
 BATCH_SIZE=${BATCH_SIZE:-8}
 DOWNLOAD=${DOWNLOAD:-1}
@@ -61,8 +71,10 @@ for dataset in $DATASETS; do
         evaluate --dataset "$dataset" --split test --method base,scaling_vis,adapt_vis
         continue
     fi
+    thresholds=$THRESHOLDS
+    [[ "$dataset" == VSR* ]] && thresholds=$VSR_THRESHOLDS
     evaluate --dataset "$dataset" --split val --method base,scaling_vis,adapt_vis \
-        --weight "$ALPHAS" --weight1 "$WEIGHT1" --weight2 "$WEIGHT2" --threshold "$THRESHOLDS"
+        --weight "$ALPHAS" --weight1 "$WEIGHT1" --weight2 "$WEIGHT2" --threshold "$thresholds"
     scaling_flags=$(selected "$dataset" scaling_vis)
     adapt_flags=$(selected "$dataset" adapt_vis)
     evaluate --dataset "$dataset" --split test --method base

@@ -139,7 +139,7 @@ def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Seque
             rules.append(f"{METHOD_NAMES[method]}: one row per configuration present ({why})")
     kind = "WhatsUp" if number == 1 else "VSR"
     groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
-    changed = non_default_settings(settings)
+    changed = non_default_settings(settings, model)
     title = f"Table {number} · {kind} · {model} · {split}" + (f" · {changed}" if changed else "")
     caption = _caption(number, model, split, settings, paper_pair_set, rules)
     return Table(title=title, caption=caption, row_header="Method", groups=groups, rows=rows, notes=notes)
@@ -210,7 +210,7 @@ def _configuration_rows(method: str, method_runs: list[RunRecord], columns: list
 def _caption(number: int, model: str, split: str, settings: tuple, paper_pair_set: bool,
              rules: list[str]) -> str:
     parts = [f"{'WhatsUp' if number == 1 else 'VSR'} results in % for {model} on the {split} split "
-             f"(settings: {non_default_settings(settings) or 'main_aro.py defaults'}).",
+             f"(settings: {non_default_settings(settings, model) or 'main_aro.py defaults'}).",
              "In parentheses: difference to the Baseline row of the same model, split and settings."]
     if number == 1:
         parts.append("Pair/Set (paper): the original formula, correct pairs / (n/2) and sets / (n/4)."

@@ -32,7 +32,7 @@ def long_table(runs: Sequence[RunRecord]) -> Table:
 
 
 def _long_cells(run: RunRecord) -> list[Optional[str]]:
-    other = non_default_settings(run.settings, OTHER_SETTINGS)
+    other = non_default_settings(run.settings, run.model, OTHER_SETTINGS)
     return [run.model, run.split, run.method,
             *(_number(getattr(run, flag)) for flag in HYPERPARAMETER_FLAGS),
             *(_text(run.setting(name)) for name in LONG_SETTINGS), other or None,

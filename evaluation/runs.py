@@ -22,7 +22,8 @@ from typing import Any, Iterable, Optional
 
 from common.errors import ToolkitError
 from dataset_zoo.catalog import VSR, get_spec
-from runner.config import RESULT_SETTINGS, RunConfig
+from model_zoo.registry import auto_prompt_format
+from runner.config import RESULT_SETTINGS, RunConfig, format_number
 from runner.records import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
@@ -192,17 +193,20 @@ def describe_settings(settings: Iterable[tuple[str, Any]]) -> str:
                      if value is not None)
 
 
-def non_default_settings(settings: Iterable[tuple[str, Any]], names: Iterable[str] = ()) -> str:
+def non_default_settings(settings: Iterable[tuple[str, Any]], model: str, names: Iterable[str] = ()) -> str:
     """`describe_settings` of the settings (all but option, or `names`) that differ from main_aro.py's
-    defaults; "" when none do."""
+    defaults for `model`; "" when none do."""
     names = tuple(names) or tuple(name for name in SETTINGS if name != "option")
     return describe_settings((name, value) for name, value in settings
-                             if name in names and value != getattr(RunConfig, name, None))
+                             if name in names and value != default_setting(name, model))
 
 
-def format_number(value: Optional[float]) -> str:
-    """A hyper-parameter as written on the command line: 0.8, 1.5, 2 (None as "none")."""
-    return "none" if value is None else f"{value:g}"
+def default_setting(name: str, model: str) -> Any:
+    """The value main_aro.py records for a setting left at its default. Runs record the prompt format
+    that "auto" resolved to, which depends on the model."""
+    if name == "prompt_format":
+        return auto_prompt_format(model)
+    return getattr(RunConfig, name, None)
 
 
 def dataset_label(dataset: str) -> str:

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Optional, Sequence
 from common.errors import ToolkitError
 from evaluation.runs import (HYPERPARAMETERS, RunRecord, describe_settings, format_number,
                              latest_per_configuration)
+from runner.config import AUTO
 
 SELECTABLE_METHODS = ("scaling_vis", "adapt_vis")
 METRICS = ("accuracy", "pair_accuracy", "set_accuracy", "pair_accuracy_paper", "set_accuracy_paper",
@@ -154,9 +155,17 @@ def _differences(run: RunRecord, wanted: tuple[tuple[str, Any], ...]) -> list[tu
     return [(name, run.setting(name)) for name, value in wanted if run.setting(name) != value]
 
 
-def _in_grid(run: RunRecord, grid: dict[str, Sequence[float]]) -> bool:
-    return all(not allowed or any(_close(run.hyperparameters.get(flag), value) for value in allowed)
+def _in_grid(run: RunRecord, grid: dict[str, Sequence[float | str]]) -> bool:
+    return all(not allowed or any(_matches(run, flag, value) for value in allowed)
                for flag, allowed in grid.items() if flag in HYPERPARAMETERS[run.method])
+
+
+def _matches(run: RunRecord, flag: str, value: float | str) -> bool:
+    """Whether the run's hyper-parameter is `value`; "auto" matches thresholds computed by --threshold auto
+    (their config.json holds the number and, under threshold_auto, how it was computed)."""
+    if value == AUTO:
+        return flag == "threshold" and "threshold_auto" in run.config
+    return _close(run.hyperparameters.get(flag), value)
 
 
 def _close(a: Optional[float], b: float) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from common.errors import ToolkitError
+from dataset_zoo.catalog import VSR, get_spec
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ METHODS = ("base", "scaling_vis", "adapt_vis")
 OPTIONS = ("two", "four", "six")
 SPLITS = ("val", "test", "all")
 SCOPES = ("prefill", "all")
-PROMPT_FORMATS = ("chat", "paper")
+# "auto": the paper's literal prompt for the paper's models, the chat template otherwise (model_zoo.registry).
+PROMPT_FORMATS = ("auto", "chat", "paper")
+# --threshold auto: the paper's VSR rule, computed from the val split (runner.threshold).
+AUTO = "auto"
 DTYPES = ("auto", "bfloat16", "float16", "float32")
 
 # The paper's per-dataset settings (original run.sh at 4b96c54, comments L9-24), used when a method's
@@ -50,7 +54,9 @@ class RunConfig:
     """Every argument of one `main_aro.py` invocation, named as its flag (dashes become underscores).
 
     Hyper-parameter fields hold tuples so that one invocation can evaluate a grid in one pass; an
-    empty tuple means "not given" (the paper's per-dataset value is used).
+    empty tuple means "not given" (the paper's per-dataset value is used). `threshold` may hold
+    "auto" (yes/no tasks only). `prompt_format` "auto" is replaced by the resolved format before any
+    run folder is named (`runner.run`), so both spellings of one format share their folders.
     """
 
     dataset: str = "Synthetic_Controlled_A"
@@ -61,7 +67,7 @@ class RunConfig:
     weight: tuple[float, ...] = ()
     weight1: tuple[float, ...] = ()
     weight2: tuple[float, ...] = ()
-    threshold: tuple[float, ...] = ()
+    threshold: tuple[float | str, ...] = ()
     no_round_confidence: bool = False
     scope: str = "prefill"
     option: Optional[str] = None
@@ -81,7 +87,7 @@ class RunConfig:
     num_workers: int = 0
     max_new_tokens: int = 10
     match: str = "strict"
-    prompt_format: str = "chat"
+    prompt_format: str = "auto"
     output_dir: str = "output"
     overwrite: bool = False
 
@@ -98,22 +104,22 @@ class MethodSpec:
     """One configuration of one method: what alpha each sample gets.
 
     base: alpha = 1. scaling_vis: alpha = weight. adapt_vis: alpha = weight1 if the rounded
-    confidence < threshold else weight2.
+    confidence < threshold else weight2; threshold "auto" is computed from the val split.
     """
 
     method: str
     weight: Optional[float] = None
     weight1: Optional[float] = None
     weight2: Optional[float] = None
-    threshold: Optional[float] = None
+    threshold: Optional[float | str] = None
 
     def label(self) -> str:
         """A short readable tag for folder names and tables, e.g. `adapt_vis_w1-0.5_w2-1.5_t-0.4`."""
         if self.method == "scaling_vis":
-            return f"scaling_vis_a-{_fmt(self.weight)}"
+            return f"scaling_vis_a-{format_number(self.weight)}"
         if self.method == "adapt_vis":
-            return (f"adapt_vis_w1-{_fmt(self.weight1)}_w2-{_fmt(self.weight2)}"
-                    f"_t-{_fmt(self.threshold)}")
+            return (f"adapt_vis_w1-{format_number(self.weight1)}_w2-{format_number(self.weight2)}"
+                    f"_t-{format_number(self.threshold)}")
         return "base"
 
     def hyperparameters(self) -> dict:
@@ -122,8 +128,16 @@ class MethodSpec:
                 "threshold": self.threshold}
 
 
-def _fmt(value: Optional[float]) -> str:
-    return "none" if value is None else f"{value:g}"
+def format_number(value: Optional[float | str]) -> str:
+    """A hyper-parameter as written on the command line and in folder names: 0.8, 2, auto (None: "none").
+
+    Short when that reads back as the same float, else every digit it takes (an auto threshold such as
+    0.6123456789 must reach the test run exactly).
+    """
+    if value is None or isinstance(value, str):
+        return "none" if value is None else value
+    short = f"{value:g}"
+    return short if float(short) == value else repr(float(value))
 
 
 def parse_list(text: str, kind=float) -> tuple:
@@ -134,6 +148,16 @@ def parse_list(text: str, kind=float) -> tuple:
     except ValueError:
         raise ToolkitError(f"cannot parse {text!r} as a comma-separated list of {kind.__name__} "
                            f"values (example: 0.5,0.8)") from None
+
+
+def parse_thresholds(text: str) -> tuple:
+    """`--threshold`: like `parse_list`, where an item may also be "auto"."""
+    items = [item.strip() for item in str(text).split(",") if item.strip()]
+    try:
+        return tuple(AUTO if item == AUTO else float(item) for item in items)
+    except ValueError:
+        raise ToolkitError(f"cannot parse --threshold {text!r}: give a comma-separated list of numbers in [0, 1] "
+                           f"or auto (example: 0.3,0.4)") from None
 
 
 def validate(config: RunConfig) -> None:
@@ -152,7 +176,9 @@ def validate(config: RunConfig) -> None:
                 raise ToolkitError(f"--{flag} {value:g} is negative; alpha scales attention logits "
                                    f"and must be >= 0 (the paper uses 0.5-2.0)")
     for value in config.threshold:
-        if not 0.0 <= value <= 1.0:
+        if value == AUTO:
+            _check_auto_threshold(config)
+        elif not 0.0 <= value <= 1.0:
             raise ToolkitError(f"--threshold {value:g} is outside [0, 1]; it is compared with a "
                                f"probability (the paper uses 0.2-0.64)")
     for name, low in (("batch-size", 1), ("max-new-tokens", 1), ("num_workers", 0)):
@@ -161,6 +187,13 @@ def validate(config: RunConfig) -> None:
             raise ToolkitError(f"--{name} must be >= {low}, got {value}")
     if config.limit is not None and config.limit < 1:
         raise ToolkitError(f"--limit must be >= 1, got {config.limit}")
+
+
+def _check_auto_threshold(config: RunConfig) -> None:
+    """--threshold auto averages per gold label yes / no, so it needs a yes/no task (VSR)."""
+    if get_spec(config.dataset).family != VSR:
+        raise ToolkitError(f"--threshold auto is the paper's rule for yes/no tasks (VSR) and does not apply to "
+                           f"{config.dataset}; give numbers, e.g. --threshold 0.2,0.25,0.3")
 
 
 def _check_choice(flag: str, values, choices) -> None:

@@ -105,9 +105,7 @@ def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun],
     progress = tqdm(total=len(samples), desc=f"{config.dataset} x {len(runs)} config(s)", unit="sample",
                     dynamic_ncols=True)
     for batch, images in batches:
-        prompts = [vlm.build_prompt(s.question, s.paper_prompt) for s in batch]
-        inputs = vlm.prepare(images, prompts)
-        session = open_session(vlm, inputs, max_new_tokens=config.max_new_tokens, scope=config.scope)
+        prompts, session = open_batch_session(vlm, batch, images, config)
         confidence = session.confidence.float().cpu()
         choices = [choose_alphas(run.spec, run.adapt_vis, confidence) for run in runs]
         answers = answer_batch(session, choices)
@@ -121,6 +119,27 @@ def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun],
         progress.update(len(batch))
         progress.set_postfix_str(running_accuracy(runs), refresh=False)
     progress.close()
+
+
+def open_batch_session(vlm, batch: Sequence[Sample], images: list, config: RunConfig):
+    """(prompts, session) of one batch: the prompt runs once, every alpha is answered from it."""
+    prompts = [vlm.build_prompt(s.question, s.paper_prompt) for s in batch]
+    inputs = vlm.prepare(images, prompts)
+    return prompts, open_session(vlm, inputs, max_new_tokens=config.max_new_tokens, scope=config.scope)
+
+
+def confidence_pass(vlm, samples: Sequence[Sample], config: RunConfig) -> dict[str, float]:
+    """The alpha = 1 first-token confidence of every sample by id, batched as an evaluation would be.
+
+    Costs one prompt forward per batch (the session's prefix); no answer is generated.
+    """
+    confidence: dict[str, float] = {}
+    batches = iterate_batches(samples, config.batch_size, config.num_workers)
+    for batch, images in tqdm(batches, total=-(-len(samples) // config.batch_size), desc="confidences",
+                              unit="batch", dynamic_ncols=True):
+        _, session = open_batch_session(vlm, batch, images, config)
+        confidence.update(zip((s.id for s in batch), session.confidence.float().cpu().tolist()))
+    return confidence
 
 
 def running_accuracy(runs: Sequence[PendingRun]) -> str:

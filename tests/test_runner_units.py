@@ -116,3 +116,21 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(ToolkitError, match="cannot write to output directory"):
         ensure_writable(blocker / "sub")
+
+
+def test_timing_record_counts_only_what_this_invocation_measured():
+    from runner.run import Timing
+
+    timing = Timing(open_seconds=0.5, load_seconds=2.0, evaluation_seconds=4.0, configurations=3, processes=2)
+    assert timing.record(evaluated=10, resumed=6) == {
+        "model_load_seconds": 2.5, "threshold_seconds": None, "evaluation_seconds": 4.0, "samples_evaluated": 10,
+        "samples_resumed": 6, "samples_per_second": 2.5, "configurations_in_pass": 3, "processes": 2}
+    idle = Timing(open_seconds=0.5, evaluation_seconds=0.0).record(evaluated=0, resumed=8)
+    assert idle["model_load_seconds"] is None and idle["samples_per_second"] is None
+
+
+def test_now_iso_has_milliseconds_and_the_offset():
+    import re
+    from runner.provenance import now_iso
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", now_iso())
