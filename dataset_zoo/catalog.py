@@ -14,6 +14,7 @@ WHATSUP_QA = "whatsup_qa"
 VSR = "vsr"
 
 VSR_KINDS = ("random", "zeroshot")
+OPTIONS = ("two", "four", "six")  # how many answer options a multiple-choice question names
 VSR_SPLITS = ("train", "dev", "test")
 
 
@@ -90,7 +91,7 @@ def vsr_annotation(spec: DatasetSpec, vsr_split: str) -> str:
 
 def resolve_option(spec: DatasetSpec, option: Optional[str]) -> Optional[str]:
     """The option count to use: the paper's when None; VSR ignores the option (its answers are yes/no)."""
-    if option is not None and option not in ("two", "four", "six"):
+    if option is not None and option not in OPTIONS:
         raise ToolkitError(f"unknown option {option!r}; valid options: two, four, six")
     if spec.family == VSR:
         return None

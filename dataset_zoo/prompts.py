@@ -18,9 +18,10 @@ from typing import Optional
 
 from common.errors import ToolkitError
 from common.jsonio import iter_jsonl, read_json
+from dataset_zoo.catalog import OPTIONS
 
 DEFAULT_TEMPLATE_FILE = Path(__file__).resolve().parent.parent / "prompt" / "templates.json"
-OPTION_WORDS = ("two", "four", "six")
+OPTION_WORDS = OPTIONS
 
 # The original files wrap the question in LLaVA-1.5 chat wording. Tolerated quirks: a double space after
 # "USER:" and an extra newline before "ASSISTANT:" (both stripped as surrounding whitespace); quirks inside

@@ -28,18 +28,17 @@ from common.errors import ToolkitError
 from dataset_zoo.catalog import CONTROLLED, VSR, SPECS
 from evaluation.report_long import long_table
 from evaluation.report_tables import Row, Table, render_latex, render_markdown, with_delta
-from evaluation.runs import (METHOD_NAMES, RunRecord, dataset_label, dataset_rank, format_number,
+from evaluation.runs import (RunRecord, dataset_label, dataset_rank, format_number,
                              latest_per_configuration, load_runs, non_default_settings)
-from evaluation.selection import METRICS, TIE_RULES, matching_runs, select_best
+from evaluation.selection import METRICS, matching_runs, select_best
+from methods import all_methods, get_method
 
 logger = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("val", "test", "all")
-TUNED_METHODS = ("scaling_vis", "adapt_vis")
 # Why a table lists every configuration instead of the val-selected one (selection happens for test only).
 NO_SELECTION_REASONS = {"val": "the val split is the selection grid",
                         "all": "split all contains the val samples, so nothing is selected on val"}
-HYPERPARAMETER_LEGEND = "α = --weight (ScalingVis); α₁, α₂, β = --weight1, --weight2, --threshold (AdaptVis)."
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,32 @@ def family_of(dataset: str) -> Optional[str]:
     return spec.family if spec else None
 
 
-def hyperparameter_label(hyperparameters: dict) -> str:
-    """ "α=0.8" or "α₁=0.5, α₂=1.5, β=0.4" (the paper's names; the legend maps them to flags)."""
-    names = {"weight": "α", "weight1": "α₁", "weight2": "α₂", "threshold": "β"}
-    return ", ".join(f"{names[flag]}={format_number(value)}" for flag, value in hyperparameters.items())
+def method_title(method: str) -> str:
+    return get_method(method).title
+
+
+def hyperparameter_label(method: str, hyperparameters: dict) -> str:
+    """ "α=0.8" or "α₁=0.5, α₂=1.5, β=0.4" (the paper's names; the legend maps them to flags), plus the
+    other hyper-parameters where they differ from their defaults (", scope=all")."""
+    parts = []
+    for hyperparameter in get_method(method).hyperparameters:
+        value = hyperparameters.get(hyperparameter.name)
+        if hyperparameter.short:
+            parts.append(f"{hyperparameter.symbol or hyperparameter.name}={format_number(value)}")
+        elif value != hyperparameter.default:
+            parts.append(f"{hyperparameter.name}={format_number(value)}")
+    return ", ".join(parts)
+
+
+def hyperparameter_legend(methods: Sequence[str]) -> str:
+    """ "α = --weight (ScalingVis); α₁, α₂, β = --weight1, --weight2, --threshold (AdaptVis)." for `methods`."""
+    parts = []
+    for method in methods:
+        labelled = [h for h in get_method(method).hyperparameters if h.short and h.symbol]
+        if labelled:
+            parts.append(f"{', '.join(h.symbol for h in labelled)} = {', '.join(h.flag for h in labelled)} "
+                         f"({method_title(method)})")
+    return "; ".join(parts) + "." if parts else ""
 
 
 # ------------------------------------------------------------------ tables
@@ -126,22 +147,23 @@ def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Seque
     baselines = {column: _find(runs, column, "base", {}) for column in columns}
     rows = [Row("Baseline", [cell for column in columns for cell in _cells(baselines[column], column, None)])]
     rules, notes = [], []
-    for method in TUNED_METHODS:
+    present = [m.name for m in all_methods() if m.name != "base" and any(run.method == m.name for run in runs)]
+    for method in present:
         method_runs = [run for run in runs if run.method == method]
         selections = _val_selections(pool, columns, model, method, settings, metric) if split == "test" else {}
         if selections:
             rows.append(_selected_row(method, method_runs, columns, baselines, selections, notes))
-            rules.append(f"{METHOD_NAMES[method]}: hyper-parameters selected per dataset on val by {metric}, "
-                         f"ties broken in favour of {TIE_RULES[method]} (listed below)")
+            rules.append(f"{method_title(method)}: hyper-parameters selected per dataset on val by {metric}, "
+                         f"ties broken in favour of {get_method(method).preference_rule} (listed below)")
         elif method_runs:
             rows.extend(_configuration_rows(method, method_runs, columns, baselines))
             why = NO_SELECTION_REASONS.get(split, "no val runs to select on")
-            rules.append(f"{METHOD_NAMES[method]}: one row per configuration present ({why})")
+            rules.append(f"{method_title(method)}: one row per configuration present ({why})")
     kind = "WhatsUp" if number == 1 else "VSR"
     groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
     changed = non_default_settings(settings, model)
     title = f"Table {number} · {kind} · {model} · {split}" + (f" · {changed}" if changed else "")
-    caption = _caption(number, model, split, settings, paper_pair_set, rules)
+    caption = _caption(number, model, split, settings, paper_pair_set, rules, present)
     return Table(title=title, caption=caption, row_header="Method", groups=groups, rows=rows, notes=notes)
 
 
@@ -178,37 +200,43 @@ def _selected_row(method: str, method_runs: list[RunRecord], columns: list[Colum
         selection = selections.get(column)
         run = None
         if selection is None:
-            notes.append(f"{METHOD_NAMES[method]} on {column.label}: no val runs with these settings.")
+            notes.append(f"{method_title(method)} on {column.label}: no val runs with these settings.")
         elif isinstance(selection, ToolkitError):
-            notes.append(f"{METHOD_NAMES[method]} on {column.label}: no selection ({selection}).")
+            notes.append(f"{method_title(method)} on {column.label}: no selection ({selection}).")
         else:
-            label = hyperparameter_label(selection.run.hyperparameters)
+            label = hyperparameter_label(method, selection.run.hyperparameters)
             run = _find(method_runs, column, method, selection.run.hyperparameters)
             chosen.append(f"{column.label} {label}")
             if run is None:
-                notes.append(f"{METHOD_NAMES[method]} on {column.label}: {label} selected on val has no "
+                notes.append(f"{method_title(method)} on {column.label}: {label} selected on val has no "
                              f"finished test run.")
         cells.extend(_cells(run, column, baselines[column]))
     if chosen:
-        notes.insert(first_note, f"{METHOD_NAMES[method]} selected on val: {'; '.join(chosen)}.")
-    return Row(METHOD_NAMES[method], cells)
+        notes.insert(first_note, f"{method_title(method)} selected on val: {'; '.join(chosen)}.")
+    return Row(method_title(method), cells)
 
 
 def _configuration_rows(method: str, method_runs: list[RunRecord], columns: list[Column],
                         baselines: dict) -> list[Row]:
-    configurations = sorted({tuple(run.hyperparameters.items()) for run in method_runs},
-                            key=lambda items: [value if value is not None else -1 for _, value in items])
+    configurations = sorted({run.values for run in method_runs}, key=_configuration_order)
     rows = []
     for items in configurations:
         hyperparameters = dict(items)
         cells = [cell for column in columns for cell in
                  _cells(_find(method_runs, column, method, hyperparameters), column, baselines[column])]
-        rows.append(Row(f"{METHOD_NAMES[method]} ({hyperparameter_label(hyperparameters)})", cells))
+        label = hyperparameter_label(method, hyperparameters)
+        rows.append(Row(f"{method_title(method)} ({label})" if label else method_title(method), cells))
     return rows
 
 
+def _configuration_order(items: tuple) -> list:
+    """Numbers in order, then words, None first: a stable row order for any mix of hyper-parameters."""
+    return [(0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value)) if value is not None
+            else (-1, 0, "") for _, value in items]
+
+
 def _caption(number: int, model: str, split: str, settings: tuple, paper_pair_set: bool,
-             rules: list[str]) -> str:
+             rules: list[str], methods: Sequence[str]) -> str:
     parts = [f"{'WhatsUp' if number == 1 else 'VSR'} results in % for {model} on the {split} split "
              f"(settings: {non_default_settings(settings, model) or 'main_aro.py defaults'}).",
              "In parentheses: difference to the Baseline row of the same model, split and settings."]
@@ -219,8 +247,9 @@ def _caption(number: int, model: str, split: str, settings: tuple, paper_pair_se
         parts.append("F1: standard F1 of the answer yes, 2TP/(2TP+FP+FN); F1 (paper): harmonic mean of TPR "
                      "and TNR, which the original code reports as F1.")
     parts += [rule + "." for rule in rules]
-    if rules:
-        parts.append(HYPERPARAMETER_LEGEND)
+    legend = hyperparameter_legend(methods)
+    if rules and legend:
+        parts.append(legend)
     return " ".join(parts)
 
 

@@ -16,12 +16,13 @@ from transformers import AutoConfig
 
 from common.errors import ToolkitError
 from model_zoo.processors import load_processor
-from model_zoo.registry import MODELS, FamilySpec, auto_prompt_format, family_spec, unknown_model_message
+from model_zoo.registry import (DTYPE_NAMES, MODELS, FamilySpec, auto_prompt_format, family_spec,
+                               unknown_model_message)
 from model_zoo.vlm import VLM, resolve_prompt_format
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (None, torch.float32, torch.bfloat16, torch.float16)))
 DEVICES = ("auto", "cuda", "mps", "cpu")
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 

@@ -13,6 +13,11 @@ from pathlib import Path
 from common.errors import ToolkitError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# How prompts are written: "chat" = the checkpoint's chat template; "paper" = the original code's literal
+# LLaVA-1.5 string; "auto" = paper for the paper's models, chat otherwise (`resolve_prompt_format`).
+PROMPT_FORMATS = ("auto", "chat", "paper")
+# Weight dtypes by name ("auto": float32 on CPU, the checkpoint's own on an accelerator; model_zoo.loading).
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)

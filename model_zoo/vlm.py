@@ -16,11 +16,10 @@ from PIL import Image
 from transformers import BatchFeature, GenerationConfig
 
 from common.errors import ToolkitError
-from model_zoo.registry import FamilySpec, family_spec
+from model_zoo.registry import PROMPT_FORMATS, FamilySpec, family_spec
 
 logger = logging.getLogger(__name__)
 
-PROMPT_FORMATS = ("auto", "chat", "paper")
 PAPER_TEMPLATE = "{image}\nUSER: {question}\nASSISTANT:"
 
 

@@ -20,15 +20,15 @@ from typing import Optional
 
 from common.errors import ToolkitError
 from dataset_zoo import get_dataset
-from evaluation import compute_metrics
-from evaluation.matching import Judgement
-from intervention import AdaptVis
-from runner.config import MethodSpec, RunConfig, expand_methods, run_name, run_record, validate
+from methods import Configuration
+from runner.config import RunConfig, expand_methods, run_name, run_record, validate
 from runner.evaluate import PendingRun, confidence_pass, evaluate_samples, iterate_batches
 from runner.provenance import git_commit, library_versions, now_iso
 from runner.records import RunFolder, append_summary_row, ensure_writable
 from runner.shards import Shard, current_shard, merge_parts, process_device, shard_folder
 from runner.threshold import is_auto, settle_threshold
+from scoring import compute_metrics
+from scoring.matching import Judgement
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 class RunOutcome:
     """One configuration's finished run: where it is and what it scored."""
 
-    spec: MethodSpec
+    spec: Configuration
     path: Path
     metrics: dict
     skipped: bool = False
@@ -133,8 +133,8 @@ def run(config: RunConfig) -> list[RunOutcome]:
             for spec in specs]
 
 
-def evaluate_pending(config: RunConfig, dataset, folders: dict[MethodSpec, RunFolder],
-                     done: dict[MethodSpec, set[str]], model: LazyModel, shard: Shard, timing: Timing) -> None:
+def evaluate_pending(config: RunConfig, dataset, folders: dict[Configuration, RunFolder],
+                     done: dict[Configuration, set[str]], model: LazyModel, shard: Shard, timing: Timing) -> None:
     """Answer this process's share of the samples some unfinished configuration still needs."""
     if not done:
         return
@@ -157,8 +157,8 @@ def evaluate_pending(config: RunConfig, dataset, folders: dict[MethodSpec, RunFo
         shard.barrier()  # the pass ends when every process is done
 
 
-def settle_auto_thresholds(config: RunConfig, dataset, folders: dict[MethodSpec, RunFolder],
-                           auto: list[MethodSpec], model: LazyModel, shard: Shard) -> dict[MethodSpec, float]:
+def settle_auto_thresholds(config: RunConfig, dataset, folders: dict[Configuration, RunFolder],
+                           auto: list[Configuration], model: LazyModel, shard: Shard) -> dict[Configuration, float]:
     """The number each `--threshold auto` configuration uses, computed once on process 0 and recorded in
     its config.json (a resumed folder keeps the value it was started with); every process reads it back."""
     if shard.is_main:
@@ -170,10 +170,10 @@ def settle_auto_thresholds(config: RunConfig, dataset, folders: dict[MethodSpec,
                                          lambda samples: confidence_pass(model.get(), samples, config))
             for spec in unsettled:
                 record = folders[spec].read_config()
-                record.update(threshold=threshold.value, threshold_auto=threshold.to_dict())
+                record.update(threshold_auto=threshold.to_dict())
                 folders[spec].write_config(record)
     shard.barrier()
-    return {spec: folders[spec].read_config()["threshold"] for spec in auto}
+    return {spec: folders[spec].read_config()["threshold_auto"]["value"] for spec in auto}
 
 
 def val_samples(config: RunConfig, dataset):
@@ -209,7 +209,7 @@ def open_model(config: RunConfig):
                            prompt_format=config.prompt_format)
 
 
-def prepare_folder(config: RunConfig, dataset, spec: MethodSpec, folder: RunFolder, order: dict[str, int],
+def prepare_folder(config: RunConfig, dataset, spec: Configuration, folder: RunFolder, order: dict[str, int],
                    environment: dict) -> None:
     """Reset (--overwrite), merge leftovers of an interrupted sharded run, and write config.json."""
     if config.overwrite:
@@ -225,21 +225,21 @@ def prepare_folder(config: RunConfig, dataset, spec: MethodSpec, folder: RunFold
                   model_info=previous.get("model_info"), **environment,
                   started_at=previous.get("started_at") or now_iso(), finished_at=None)
     if "threshold_auto" in previous:  # records already written were decided with this threshold
-        record.update(threshold=previous["threshold"], threshold_auto=previous["threshold_auto"])
+        record.update(threshold_auto=previous["threshold_auto"])
     folder.write_config(record)
 
 
-def pending_run(config: RunConfig, spec: MethodSpec, folder: RunFolder, done: set[str], shard: Shard,
+def pending_run(config: RunConfig, spec: Configuration, folder: RunFolder, done: set[str], shard: Shard,
                 threshold: Optional[float] = None) -> PendingRun:
-    """What is left of one configuration; `threshold` replaces an "auto" threshold with its value."""
+    """What is left of one configuration; `threshold` replaces an "auto" threshold with its value in the
+    configuration that answers (the folder keeps the one named "auto")."""
     if done:
         logger.info("resuming %s: %d samples already recorded", folder.path.name, len(done))
-    adapt_vis = None
-    if spec.method == "adapt_vis":
-        adapt_vis = AdaptVis(weight1=spec.weight1, weight2=spec.weight2,
-                             threshold=spec.threshold if threshold is None else threshold,
-                             round_confidence=not config.no_round_confidence)
-    return PendingRun(spec, shard_folder(folder.path, shard), set(done), adapt_vis=adapt_vis)
+    answering = spec
+    if threshold is not None:
+        answering = Configuration(spec.method, tuple((name, threshold if name == "threshold" else value)
+                                                     for name, value in spec.values))
+    return PendingRun(spec, shard_folder(folder.path, shard), set(done), answering=answering)
 
 
 def record_model(folder: RunFolder, vlm) -> None:
@@ -249,7 +249,7 @@ def record_model(folder: RunFolder, vlm) -> None:
     folder.write_config(config)
 
 
-def finish(dataset, spec: MethodSpec, folder: RunFolder, order: dict[str, int], output_root: Path,
+def finish(dataset, spec: Configuration, folder: RunFolder, order: dict[str, int], output_root: Path,
            timing: Timing, resumed: int) -> RunOutcome:
     """Merge the records, compute the metrics from them, write results.json and the csv row."""
     records = merge_parts(folder.path, order)

@@ -8,8 +8,9 @@ the threshold toward its majority label.
 The confidences come from a finished val run folder of the same settings when one covers the whole
 val split (every method's records hold the alpha = 1 confidence, which does not depend on the
 method), else from one confidence-only pass over the val split with the already loaded model. The
-result goes into each AdaptVis run folder's config.json (`threshold` and `threshold_auto`); a resumed
-run reuses the recorded value, so all its samples are decided with one threshold.
+result goes into each AdaptVis run folder's config.json as `threshold_auto` (its `value` is the number
+used; `hyperparameters.threshold` stays "auto", the folder's identity); a resumed run reuses the
+recorded value, so all its samples are decided with one threshold.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from typing import Callable, Optional, Sequence
 
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
-from runner.config import AUTO, MethodSpec, RunConfig, run_name
+from methods import Configuration
+from runner.config import AUTO, RunConfig, run_name
 from runner.records import RunFolder, read_records
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,7 @@ def same_settings_folders(output_root: Path, config: RunConfig, option: Optional
     Folder names differ only in the method label (`runner.config.run_name`), so the name of the
     baseline's folder, with its label cut out, is the pattern.
     """
-    probe = run_name(config, MethodSpec("base"), option, split)
+    probe = run_name(config, Configuration("base"), option, split)
     head, _, tail = probe.partition("__base__")
     if not output_root.is_dir():
         return []
@@ -109,5 +111,5 @@ def settle_threshold(output_root: Path, config: RunConfig, option: Optional[str]
     return threshold
 
 
-def is_auto(spec: MethodSpec) -> bool:
-    return spec.method == "adapt_vis" and spec.threshold == AUTO
+def is_auto(configuration: Configuration) -> bool:
+    return configuration.get("threshold") == AUTO

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import main_aro
+from runner.cli import parse_config
 from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
 from runner.records import read_records
 from tests.fixtures_data import write_dataset_fixture, write_vsr_fixture
@@ -53,15 +54,16 @@ def metrics(folder):
 
 
 def test_original_readme_command_parses():
-    config = main_aro.parse_config(shlex.split(ORIGINAL_README_COMMAND)[2:])
+    config = parse_config(shlex.split(ORIGINAL_README_COMMAND)[2:])
     assert config.dataset == "Controlled_Images_A" and config.model_name == "llava1.5" and config.download
     assert config.method == ("adapt_vis",)
-    assert (config.weight1, config.weight2, config.threshold, config.option) == ((0.5,), (1.5,), (0.4,), "four")
+    assert config.hyperparameters == {"weight1": (0.5,), "weight2": (1.5,), "threshold": (0.4,)}
+    assert config.option == "four"
 
 
 def test_missing_method_means_base_and_no_arguments_means_the_demo():
-    assert main_aro.parse_config(["--dataset", "VSR"]).method == ("base",)
-    assert main_aro.parse_config([]).method == ("base", "scaling_vis", "adapt_vis")
+    assert parse_config(["--dataset", "VSR"]).method == ("base",)
+    assert parse_config([]).method == ("base", "scaling_vis", "adapt_vis")
 
 
 @pytest.mark.parametrize("method_flags", [

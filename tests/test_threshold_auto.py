@@ -18,7 +18,9 @@ from dataset_zoo.base import Sample
 from evaluation import select as select_cli
 from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
 from runner import run as run_module
-from runner.config import MethodSpec, RunConfig, format_number, parse_thresholds, run_name, validate
+from methods import Configuration, get_method
+from methods.registry import format_value as format_number
+from runner.config import RunConfig, run_name, validate
 from runner.records import read_records
 from runner.threshold import same_settings_folders, threshold_from_confidences
 from tests.fixtures_data import _vsr_row, write_vsr_fixture
@@ -51,12 +53,13 @@ def test_a_split_without_one_label_is_an_error():
 
 
 def test_parse_and_validate_auto():
-    assert parse_thresholds("auto") == ("auto",) and parse_thresholds("0.3, auto") == (0.3, "auto")
-    with pytest.raises(ToolkitError, match="numbers in \\[0, 1\\] or auto"):
-        parse_thresholds("0.3,high")
-    validate(RunConfig(dataset="VSR_random", method=("adapt_vis",), threshold=("auto",)))
+    threshold = get_method("adapt_vis").hyperparameter("threshold")
+    assert threshold.parse("auto") == ("auto",) and threshold.parse("0.3, auto") == (0.3, "auto")
+    with pytest.raises(ToolkitError, match="not a valid float \\(or auto\\)"):
+        threshold.parse("0.3,high")
+    validate(RunConfig(dataset="VSR_random", method=("adapt_vis",), hyperparameters={"threshold": "auto"}))
     with pytest.raises(ToolkitError, match="yes/no tasks \\(VSR\\) and does not apply to Controlled_Images_A"):
-        validate(RunConfig(dataset="Controlled_Images_A", method=("adapt_vis",), threshold=("auto",)))
+        validate(RunConfig(dataset="Controlled_Images_A", method=("adapt_vis",), hyperparameters={"threshold": "auto"}))
 
 
 def test_format_number_is_short_and_exact():
@@ -67,8 +70,8 @@ def test_format_number_is_short_and_exact():
 
 def test_same_settings_folders_are_found_by_name(tmp_path):
     config = RunConfig(dataset="VSR", model_name="llava1.5", method=("adapt_vis",))
-    specs = [MethodSpec("base"), MethodSpec("scaling_vis", weight=0.5),
-             MethodSpec("adapt_vis", weight1=0.5, weight2=1.5, threshold="auto")]
+    specs = [Configuration.of("base"), Configuration.of("scaling_vis", weight=0.5),
+             Configuration.of("adapt_vis", weight1=0.5, weight2=1.5, threshold="auto")]
     mine = [tmp_path / run_name(config, spec, None, "val") for spec in specs]
     others = [tmp_path / run_name(config, specs[0], None, "test"),
               tmp_path / run_name(RunConfig(dataset="VSR", model_name="llava1.5", limit=3), specs[0], None, "val"),
@@ -109,6 +112,13 @@ def config_of(folder: Path) -> dict:
     return json.loads((folder / "config.json").read_text())
 
 
+def used_threshold(config: dict) -> float:
+    """The number a run compared confidences with: an auto threshold's recorded value, else the given one."""
+    if config["hyperparameters"]["threshold"] == "auto":
+        return config["threshold_auto"]["value"]
+    return config["hyperparameters"]["threshold"]
+
+
 def expected_threshold(records: list[dict]) -> float:
     means = [sum(c) / len(c) for c in ([r["confidence"] for r in records if r["gold"] == label]
                                        for label in ("yes", "no"))]
@@ -120,15 +130,16 @@ def test_auto_on_val_is_computed_recorded_and_applied(tmp_path, data_root, model
     [folder] = folders(tmp_path, "val", "_t-auto")
     config, records = config_of(folder), read_records(folder / "samples.jsonl")
     auto = config["threshold_auto"]
-    assert config["threshold"] == auto["value"] == pytest.approx(expected_threshold(records), abs=1e-12)
+    assert config["hyperparameters"]["threshold"] == "auto"
+    assert auto["value"] == pytest.approx(expected_threshold(records), abs=1e-12)
     assert auto["split"] == "val" and auto["source"] == "a confidence pass over the val split"
     assert auto["n_per_label"] == {"yes": sum(r["gold"] == "yes" for r in records),
                                    "no": sum(r["gold"] == "no" for r in records)}
     assert min(auto["n_per_label"].values()) >= 1 and len(records) == 8
     for record in records:  # AdaptVis compared the rounded confidence with the recorded number
-        assert record["alpha"] == (0.5 if record["confidence_rounded"] < config["threshold"] else 1.5)
+        assert record["alpha"] == (0.5 if record["confidence_rounded"] < auto["value"] else 1.5)
     row = (tmp_path / "results.csv").read_text().splitlines()[1]
-    assert format_number(config["threshold"]) in row
+    assert f"threshold=auto={auto['value']!r}" in row
 
 
 def test_a_finished_val_run_supplies_the_confidences_without_a_pass(tmp_path, data_root, model_dir, monkeypatch):
@@ -148,13 +159,13 @@ def test_a_resumed_run_keeps_its_recorded_threshold(tmp_path, data_root, model_d
     [folder] = folders(tmp_path, "val")
     config = config_of(folder)
     # An interrupted run whose first records were decided with threshold 0.0 (every sample: weight2).
-    config["threshold"] = config["threshold_auto"]["value"] = 0.0
+    config["threshold_auto"]["value"] = 0.0
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "results.json").unlink()
     lines = (folder / "samples.jsonl").read_text().splitlines(keepends=True)
     (folder / "samples.jsonl").write_text("".join(lines[:3]))
     assert cli(data_root, tmp_path, model_dir, "--split", "val", *ADAPT, "--threshold", "auto") == 0
-    assert config_of(folder)["threshold"] == 0.0
+    assert used_threshold(config_of(folder)) == 0.0
     assert all(r["alpha"] == 1.5 for r in read_records(folder / "samples.jsonl")[3:])
 
 
@@ -169,11 +180,11 @@ def test_select_hands_the_val_threshold_to_the_test_run(tmp_path, data_root, mod
     assert select_cli.main(["--output-dir", str(tmp_path), "--model-path", model_dir, "--dataset", "VSR",
                             "--max-new-tokens", "2", "--method", "adapt_vis"]) == 0   # as run.sh calls it
     assert capsys.readouterr().out.split() == flags
-    val_values = {config_of(folder)["threshold"] for folder in folders(tmp_path, "val")}
+    val_values = {used_threshold(config_of(folder)) for folder in folders(tmp_path, "val")}
     assert val_values == {chosen}  # one val split, one threshold, printed with every digit
     assert cli(data_root, tmp_path, model_dir, "--split", "test", "--method", "adapt_vis", *flags) == 0
     [test_run] = folders(tmp_path, "test")
-    assert config_of(test_run)["threshold"] == chosen and "threshold_auto" not in config_of(test_run)
+    assert used_threshold(config_of(test_run)) == chosen and "threshold_auto" not in config_of(test_run)
 
 
 def test_auto_outside_yes_no_tasks_is_one_line_before_anything_loads(tmp_path, capsys, caplog):
@@ -200,6 +211,6 @@ def test_two_real_processes_share_one_auto_threshold(tmp_path, data_root, model_
     assert done.returncode == 0, done.stderr[-2000:]
     [single], [sharded] = folders(tmp_path / "single", "val"), folders(tmp_path / "sharded", "val")
     # Each process runs one thread, so the last digits of confidences may differ from the single run.
-    assert config_of(sharded)["threshold"] == pytest.approx(config_of(single)["threshold"], abs=1e-6)
+    assert used_threshold(config_of(sharded)) == pytest.approx(used_threshold(config_of(single)), abs=1e-6)
     one, two = read_records(single / "samples.jsonl"), read_records(sharded / "samples.jsonl")
     assert [(r["id"], r["alpha"]) for r in one] == [(r["id"], r["alpha"]) for r in two]

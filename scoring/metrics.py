@@ -14,9 +14,9 @@ from collections import Counter, defaultdict
 from typing import Optional, Sequence
 
 from dataset_zoo.base import MULTIPLE_CHOICE, YES_NO, Sample
-from evaluation.matching import Judgement, is_yes_no
-from evaluation.pair_set import pair_set_metrics
-from evaluation.yes_no import yes_no_metrics
+from scoring.matching import Judgement, is_yes_no
+from scoring.pair_set import pair_set_metrics
+from scoring.yes_no import yes_no_metrics
 
 UNPARSED = "unparsed"
 
