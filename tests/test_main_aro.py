@@ -174,9 +174,9 @@ def test_sharded_processes_merge_into_the_single_process_result(tmp_path, data_r
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "Controlled_Images_Z"], "unknown dataset"),
     (["--model-name", "llava9"], "llava1.5"),
-    (["--method", "dola"], "choose one of: base, scaling_vis, adapt_vis"),
+    (["--method", "dolla"], "unknown method 'dolla'; choose one of: base, "),
     (["--method", "adapt_vis", "--threshold", "1.5"], "outside [0, 1]"),
-    (["--method", "scaling_vis", "--weight", "-1"], "negative"),
+    (["--method", "scaling_vis", "--weight", "-1"], "--weight -1 is outside [0, inf]"),
     (["--dataset", "COCO_QA_one_obj"], "--download"),
     (["--model-path", "/nonexistent/model"], "/nonexistent/model"),
 ])
