@@ -37,13 +37,15 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=RunConfig.dataset,
-                      help="benchmark name, e.g. Controlled_Images_A, COCO_QA_one_obj, VSR (default: %(default)s)")
+                      help="benchmark name, e.g. Controlled_Images_A, COCO_QA_one_obj, VSR, POPE, GQA, TextVQA, "
+                           "VQAv2 (default: %(default)s)")
     data.add_argument("--data-root", default=RunConfig.data_root, help="data folder (default: %(default)s)")
     data.add_argument("--download", action="store_true", help="fetch missing annotations and images")
     data.add_argument("--split", choices=SPLITS, default=None,
                       help="the paper's 20%% val / 80%% test split, or all (default: test if TEST_MODE=True, else all)")
     data.add_argument("--option", choices=OPTIONS, default=None,
-                      help="answer options named in the question (default: the paper's per dataset)")
+                      help="answer options named in the question (default: the paper's per dataset); for POPE "
+                           "the subset (adversarial, popular, random, all), for VQAv2 5k (a fixed sample) or full")
     data.add_argument("--prompt-dir", default=None,
                       help="folder with the original prompts/*_with_answer_*_options.jsonl, used verbatim")
     data.add_argument("--prompt-variant", choices=("default", "reversed"), default="default",

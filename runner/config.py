@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Optional
 
 from common.errors import ToolkitError
+from dataset_zoo.catalog import OPTION_NAMES
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("base", "scaling_vis", "adapt_vis")
-OPTIONS = ("two", "four", "six")
+OPTIONS = OPTION_NAMES  # answer counts, and the subsets of the general benchmarks (POPE, VQAv2, ...)
 SPLITS = ("val", "test", "all")
 SCOPES = ("prefill", "all")
 PROMPT_FORMATS = ("chat", "paper")

@@ -94,6 +94,8 @@ def sample_record(sample: Sample, prompt: str, generation: str, confidence: floa
               "generation": generation, "prediction": verdict.prediction, "gold": sample.answer,
               "correct": verdict.correct, "relation": sample.relation, "confidence": confidence,
               "alpha": choice.alpha}
+    if verdict.score is not None:  # short answers: the VQA accuracy behind `correct` (full credit)
+        record["score"] = verdict.score
     if choice.branch is not None:
         record.update(confidence_rounded=choice.confidence_rounded, branch=choice.branch)
     return record
