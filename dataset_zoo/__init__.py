@@ -115,8 +115,9 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
         (`random.seed(seed); sorted(random.sample(range(N), int(0.2*N)))`, test = complement).
     option: "two" | "four" | "six"; None = the paper's count (four for Controlled/COCO, six for VG);
         ignored for VSR. For the general benchmarks the subset: POPE "adversarial" | "popular" | "random" |
-        "all" (default), VQAv2 "5k" (default, a fixed sample) | "full"; GQA and TextVQA have one each. prompt_dir: a folder with the original `{name}_with_answer_{option}_options.jsonl`
-        files, used verbatim (paper-exact mode). prompt_variant: "default" | "reversed" (objects swapped,
+        "all" (default), VQAv2 "5k" (default, a fixed sample) | "full"; GQA and TextVQA have one each.
+        prompt_dir: a folder with the original `{name}_with_answer_{option}_options.jsonl` files, used
+        verbatim (paper-exact mode). prompt_variant: "default" | "reversed" (objects swapped,
         inverse answer). vsr_split: "train" | "dev" | "test" for the VSR names. vsr_paper_resize: stretch VSR
         images to 2300x4096 as the original did. check_images: fail early, naming the missing files, when
         images of the selected split are absent. template_file: another prompt template file (for the

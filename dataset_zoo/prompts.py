@@ -55,11 +55,11 @@ class PromptTemplates:
         self.version = data.get("version")
         self.sha256 = file_sha256(path)
         self._data = data
-        start = "general_qa.json" if required == GENERAL_KEYS else "templates.json"
+        model = GENERAL_TEMPLATE_FILE if required == GENERAL_KEYS else DEFAULT_TEMPLATE_FILE
         for key in required:
             if key not in data:
                 raise ToolkitError(f"{path}: prompt template file lacks the key {key!r}; start from the "
-                                   f"repository's prompt/{start}")
+                                   f"repository's prompt/{model.name}")
 
     def question(self, template: str, **fields: str) -> str:
         try:

@@ -30,7 +30,7 @@ PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_",
 NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                 "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
 ARTICLES = frozenset({"a", "an", "the"})
-FULL_CREDIT_MATCHES = 3  # "an answer is 100 % accurate if at least 3 humans gave it" (VQA paper, sec. 4)
+FULL_CREDIT_MATCHES = 3  # "100 % accurate if at least 3 humans gave that exact answer" (Antol et al. 2015)
 
 # The contractions the official table restores. Forms whose apostrophe-free spelling is an ordinary word
 # (we'll -> "well", it's -> "its", she'll -> "shell", we're -> "were", ...) are not in it, and its

@@ -6,8 +6,8 @@ a wrong answer, so it is an FN for gold yes and an FP for gold no (this is also 
 
 * ``precision`` = TP/(TP+FP), ``recall`` = ``tpr`` = TP/(TP+FN), ``tnr`` = TN/(TN+FP),
   ``f1`` = 2TP/(2TP+FP+FN) (standard F1; it is 0 rather than undefined when TP = 0 but FP+FN > 0).
-* ``yes_ratio``: the fraction of answers that say "yes" (prediction "yes"), POPE's "Yes (%)" column
-  (Li et al. 2023, Table 2; LLaVA's eval_pope.py). An unparsed answer says neither. (lmms-eval's
+* ``yes_ratio``: the fraction of answers that say "yes" (prediction "yes"), POPE's "Yes" column
+  (Li et al. 2023, the POPE paper; LLaVA's eval_pope.py). An unparsed answer says neither. (lmms-eval's
   `pope_yes_ratio` counts the gold answers instead, which is always 0.5 on POPE.)
 * ``f1_paper``: what the original code calls F1 (reference: original_adaptvis.md §3.4, datasets.md §2.4). Its
   "precision" is TP/(TP+FN) (the TPR) and its "recall" TN/(TN+FP) (the TNR), so its "F1" is the harmonic mean

@@ -204,3 +204,26 @@ def test_hub_table_layout():
     assert table.pattern == "testdev_balanced_images/testdev-*.parquet"
     assert table.url() == "https://huggingface.co/datasets/lmms-lab/GQA/tree/main/testdev_balanced_images"
     assert table.required == ("id", "image")
+
+
+def test_fetch_cli_downloads_a_general_benchmark(root, tmp_path):
+    from dataset_zoo.fetch import main as fetch_main
+
+    mirror = tmp_path / "mirror"
+    write_general_fixture(mirror, "VQAv2")
+    assert fetch_main(["VQAv2", "--root", str(root), "--mirror", str(mirror)]) == 0
+    assert len(list((root / "lmms-lab/VQAv2/data").glob("validation-*.parquet"))) == 2
+    assert len(list((root / "lmms-lab/VQAv2/images").iterdir())) == 2
+
+
+def test_another_template_file_must_hold_questions(root, tmp_path):
+    write_general_fixture(root, "POPE")
+    template = tmp_path / "mine.json"
+    template.write_text(json.dumps({"name": "mine", "version": 1,
+                                    "questions": {"short_answer": "Q: {question} Answer yes or no."}}))
+    assert get_dataset("POPE", root=root, template_file=template)[0].question == (
+        "Q: Is there a dog in the image? Answer yes or no.")
+    template.write_text(json.dumps({"name": "mine"}))
+    with pytest.raises(ToolkitError, match="lacks the key 'questions'; start from the repository's "
+                                           "prompt/general_qa.json"):
+        get_dataset("POPE", root=root, template_file=template)
