@@ -15,7 +15,7 @@ from dataclasses import fields
 from typing import Optional, Sequence
 
 from common.cli import OneLineParser
-from dataset_zoo.catalog import OPTIONS
+from dataset_zoo.catalog import OPTION_NAMES
 from dataset_zoo.splits import SPLITS
 from methods import all_hyperparameters, all_methods, methods_taking
 from methods.registry import format_value
@@ -32,13 +32,15 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data")
     data.add_argument("--dataset", default=RunConfig.dataset,
-                      help="benchmark name, e.g. Controlled_Images_A, COCO_QA_one_obj, VSR (default: %(default)s)")
+                      help="benchmark name, e.g. Controlled_Images_A, COCO_QA_one_obj, VSR, POPE, GQA, TextVQA, "
+                           "VQAv2 (default: %(default)s)")
     data.add_argument("--data-root", default=RunConfig.data_root, help="data folder (default: %(default)s)")
     data.add_argument("--download", action="store_true", help="fetch missing annotations and images")
     data.add_argument("--split", choices=SPLITS, default=None,
                       help="the paper's 20%% val / 80%% test split, or all (default: test if TEST_MODE=True, else all)")
-    data.add_argument("--option", choices=OPTIONS, default=None,
-                      help="answer options named in the question (default: the paper's per dataset)")
+    data.add_argument("--option", choices=OPTION_NAMES, default=None,
+                      help="answer options named in the question (default: the paper's per dataset); for POPE "
+                           "the subset (adversarial, popular, random, all), for VQAv2 5k (a fixed sample) or full")
     data.add_argument("--prompt-dir", default=None,
                       help="folder with the original prompts/*_with_answer_*_options.jsonl, used verbatim")
     data.add_argument("--prompt-variant", choices=("default", "reversed"), default="default",

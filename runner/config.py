@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from common.errors import ToolkitError
-from dataset_zoo.catalog import OPTIONS, VSR, get_spec
+from dataset_zoo.catalog import OPTION_NAMES, VSR, get_spec
 from dataset_zoo.splits import SPLITS
 from methods import Configuration, check_requested, get_method
 from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
@@ -108,7 +108,7 @@ def validate(config: RunConfig) -> None:
     _check_choice("prompt-format", (config.prompt_format,), PROMPT_FORMATS)
     _check_choice("dtype", (config.dtype,), DTYPE_NAMES)
     if config.option is not None:
-        _check_choice("option", (config.option,), OPTIONS)
+        _check_choice("option", (config.option,), OPTION_NAMES)
     for name, low in (("batch-size", 1), ("max-new-tokens", 1), ("num_workers", 0)):
         value = getattr(config, name.replace("-", "_"))
         if value < low:

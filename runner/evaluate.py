@@ -45,9 +45,12 @@ def sample_record(sample: Sample, prompt: str, answer: Answer, match: str) -> di
     """The samples.jsonl line of one sample under one configuration: the sample, the generation and its
     verdict, then the fields the method adds (e.g. confidence, alpha, branch)."""
     verdict = judge(answer.text, sample, match)
-    return {"id": sample.id, "index": sample.index, "question": sample.question, "prompt": prompt,
-            "generation": answer.text, "prediction": verdict.prediction, "gold": sample.answer,
-            "correct": verdict.correct, "relation": sample.relation, **answer.fields}
+    record = {"id": sample.id, "index": sample.index, "question": sample.question, "prompt": prompt,
+              "generation": answer.text, "prediction": verdict.prediction, "gold": sample.answer,
+              "correct": verdict.correct, "relation": sample.relation}
+    if verdict.score is not None:  # short answers: the VQA accuracy behind `correct` (full credit)
+        record["score"] = verdict.score
+    return {**record, **answer.fields}
 
 
 def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun], config: RunConfig,

@@ -270,7 +270,8 @@ def finish(dataset, spec: Configuration, folder: RunFolder, order: dict[str, int
 def metrics_from_records(dataset, by_id: dict[str, dict]) -> dict:
     """All metrics of the data layer, computed from the verdicts stored in samples.jsonl."""
     samples = list(dataset)
-    judgements = [Judgement(by_id[s.id]["prediction"], bool(by_id[s.id]["correct"])) for s in samples]
+    judgements = [Judgement(by_id[s.id]["prediction"], bool(by_id[s.id]["correct"]), by_id[s.id].get("score"))
+                  for s in samples]
     return compute_metrics(judgements, samples, has_groups=dataset.has_groups, task=dataset.task)
 
 
