@@ -1,5 +1,6 @@
-"""Turn run folders into the paper's tables: Table 1 (WhatsUp: Acc, Pair Acc, Set Acc per subset) and
-Table 2 (VSR: Acc, F1, F1 (paper)), as Markdown and LaTeX (booktabs), with deltas over the baseline.
+"""Turn run folders into the paper's tables: Table 1 (WhatsUp: Acc, Pair Acc, Set Acc per subset), Table 2
+(VSR: Acc, F1, F1 (paper)) and Table 4 (general QA: POPE-A/P/R/AVG, GQA, VQAv2, TextVQA), as Markdown
+and LaTeX (booktabs), with deltas over the baseline.
 
 Examples:
     python -m evaluation.report output/                                   # Markdown tables on stdout
@@ -7,9 +8,10 @@ Examples:
     python -m evaluation.report output/ --model llava1.5 --long           # plus one row per run
     python -m evaluation.report output/ --plot results/plots              # PNG curves and histograms
 
-One table per (model, split, settings) and benchmark family. Rows: Baseline, then ScalingVis and
-AdaptVis. On the test split, when val runs of the same settings exist, each method gets one row whose
-hyper-parameters are selected per dataset on val (`evaluation.selection`; the notes list them);
+One table per (model, split, settings) and benchmark family. Rows: Baseline, then every other
+registered method present, in the registry's order (e.g. +DoLa, +VCD, ScalingVis, AdaptVis). On the
+test split, when val runs of the same settings exist, each method gets one row whose hyper-parameters
+are selected per dataset on val (`evaluation.selection`; the notes list them);
 otherwise (val or all split, or no val runs) every configuration present gets its own row, named by
 its hyper-parameters. The caption says which rule applied. Values are percentages with one decimal;
 "84.9 (+24.6)" is a value and its difference to the Baseline row; "–" marks a missing run or metric.
@@ -25,7 +27,7 @@ from typing import Optional, Sequence
 
 from common.cli import OneLineParser
 from common.errors import ToolkitError
-from dataset_zoo.catalog import CONTROLLED, VSR, SPECS
+from dataset_zoo.catalog import CONTROLLED, GENERAL, SPECS, VSR
 from evaluation.report_long import long_table
 from evaluation.report_tables import Row, Table, render_latex, render_markdown, with_delta
 from evaluation.runs import (RunRecord, dataset_label, dataset_rank, format_number,
@@ -101,13 +103,21 @@ def build_tables(runs: Sequence[RunRecord], *, pool: Optional[Sequence[RunRecord
         contexts.setdefault(_context(run), []).append(run)
     tables = []
     for context in sorted(contexts, key=_context_order):
-        whatsup = [run for run in contexts[context] if family_of(run.dataset) != VSR]
-        vsr = [run for run in contexts[context] if family_of(run.dataset) == VSR]
-        if whatsup:
-            tables.append(_build_table(1, context, whatsup, pool, metric, paper_pair_set))
-        if vsr:
-            tables.append(_build_table(2, context, vsr, pool, metric, paper_pair_set))
+        for number in TABLE_KINDS:
+            members = [run for run in contexts[context] if table_number(run.dataset) == number]
+            if members:
+                tables.append(_build_table(number, context, members, pool, metric, paper_pair_set))
     return tables
+
+
+# The paper's table numbers: 1 WhatsUp, 2 VSR, 4 the general-QA check of the appendix (Tables 3, 4, 10).
+TABLE_KINDS = {1: "WhatsUp", 2: "VSR", 4: "General QA"}
+POPE_COLUMNS = (("A", "adversarial"), ("P", "popular"), ("R", "random"))
+
+
+def table_number(dataset: str) -> int:
+    family = family_of(dataset)
+    return 2 if family == VSR else 4 if family == GENERAL else 1
 
 
 def _context(run: RunRecord) -> tuple:
@@ -124,10 +134,24 @@ def _columns(runs: Sequence[RunRecord], paper_pair_set: bool) -> list[Column]:
     pairs = sorted({(run.dataset, run.option) for run in runs}, key=lambda p: (dataset_rank(p[0]), p[1] or ""))
     columns = []
     for dataset, option in pairs:
+        if dataset == "POPE":
+            columns.extend(_pope_columns(option))
+            continue
         several = sum(other == dataset for other, _ in pairs) > 1
         label = dataset_label(dataset) + (f" ({option})" if several else "")
         columns.append(Column(dataset, option, label, _column_metrics(dataset, paper_pair_set)))
     return columns
+
+
+def _pope_columns(option: Optional[str]) -> list[Column]:
+    """POPE-A/P/R/AVG (accuracy) as the paper lays them out: from one run over all subsets (its per-subset
+    metrics and their average), or one column per single-subset run."""
+    if option != "all":
+        short = dict((name, letter) for letter, name in POPE_COLUMNS).get(option, option)
+        return [Column("POPE", option, f"POPE-{short}", (("Acc", "accuracy"),))]
+    return ([Column("POPE", option, f"POPE-{letter}", (("Acc", f"per_subset.{subset}.accuracy"),))
+             for letter, subset in POPE_COLUMNS]
+            + [Column("POPE", option, "POPE-AVG", (("Acc", "subset_average.accuracy"),))])
 
 
 def _column_metrics(dataset: str, paper_pair_set: bool) -> tuple[tuple[str, str], ...]:
@@ -159,7 +183,7 @@ def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Seque
             rows.extend(_configuration_rows(method, method_runs, columns, baselines))
             why = NO_SELECTION_REASONS.get(split, "no val runs to select on")
             rules.append(f"{method_title(method)}: one row per configuration present ({why})")
-    kind = "WhatsUp" if number == 1 else "VSR"
+    kind = TABLE_KINDS[number]
     groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
     changed = non_default_settings(settings, model)
     title = f"Table {number} · {kind} · {model} · {split}" + (f" · {changed}" if changed else "")
@@ -237,12 +261,16 @@ def _configuration_order(items: tuple) -> list:
 
 def _caption(number: int, model: str, split: str, settings: tuple, paper_pair_set: bool,
              rules: list[str], methods: Sequence[str]) -> str:
-    parts = [f"{'WhatsUp' if number == 1 else 'VSR'} results in % for {model} on the {split} split "
+    parts = [f"{TABLE_KINDS[number]} results in % for {model} on the {split} split "
              f"(settings: {non_default_settings(settings, model) or 'main_aro.py defaults'}).",
              "In parentheses: difference to the Baseline row of the same model, split and settings."]
     if number == 1:
         parts.append("Pair/Set (paper): the original formula, correct pairs / (n/2) and sets / (n/4)."
                      if paper_pair_set else "Pair/Set: pairs and sets with every member in the split.")
+    elif number == 4:
+        parts.append("POPE: accuracy on the adversarial (A), popular (P) and random (R) subsets and their mean "
+                     "(AVG); GQA: exact match, VQAv2 and TextVQA: VQA accuracy, after the official answer "
+                     "normalisation (paper appendix, Tables 3, 4 and 10).")
     else:
         parts.append("F1: standard F1 of the answer yes, 2TP/(2TP+FP+FN); F1 (paper): harmonic mean of TPR "
                      "and TNR, which the original code reports as F1.")

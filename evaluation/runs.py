@@ -37,7 +37,7 @@ SETTINGS = RESULT_SETTINGS
 # Display order and names in tables and plots (the paper's Table 1 order, then Synthetic, then VSR).
 DATASET_ORDER = ("Controlled_Images_A", "Controlled_Images_B", "COCO_QA_one_obj", "COCO_QA_two_obj",
                  "VG_QA_one_obj", "VG_QA_two_obj", "Synthetic_Controlled_A", "Synthetic_Controlled_B",
-                 "VSR", "VSR_zeroshot", "VSR_random")
+                 "VSR", "VSR_zeroshot", "VSR_random", "POPE", "GQA", "VQAv2", "TextVQA")
 DATASET_LABELS = {"Controlled_Images_A": "Controlled_A", "Controlled_Images_B": "Controlled_B",
                   "COCO_QA_one_obj": "COCO one-obj", "COCO_QA_two_obj": "COCO two-obj",
                   "VG_QA_one_obj": "VG one-obj", "VG_QA_two_obj": "VG two-obj",
@@ -96,8 +96,11 @@ class RunRecord:
         return (self.dataset, self.model, self.split, self.settings, self.method, self.values)
 
     def metric(self, name: str) -> Optional[float]:
-        """A metric of results.json as a fraction (or count), None when absent or null."""
-        value = self.results.get(name)
+        """A metric of results.json as a fraction (or count), None when absent or null; a dotted name reads
+        a nested one (`per_subset.adversarial.accuracy`)."""
+        value = self.results
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 

@@ -68,3 +68,25 @@ def test_an_unknown_subset_is_refused_by_the_parser(capsys):
         main_aro.main(["--dataset", "POPE", "--option", "hard"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error: ") and "adversarial" in err and err.count("\n") == 1
+
+
+def test_report_prints_the_papers_general_qa_table(data_root, tmp_path, capsys):
+    """Table 4/10 layout: Baseline and each method, POPE-A/P/R/AVG, GQA, VQAv2 (TextVQA has no fixture here)."""
+    from evaluation import report
+    from tests.test_report import parse_markdown
+
+    for dataset in ("POPE", "GQA", "VQAv2"):
+        assert cli(data_root, tmp_path, "--dataset", dataset, "--method", "base,scaling_vis", "--weight", "2") == 0
+    capsys.readouterr()
+    assert report.main([str(tmp_path)]) == 0
+    tables = parse_markdown(capsys.readouterr().out)
+    [(title, table)] = [(t, v) for t, v in tables.items() if "General QA" in t]
+    assert title.startswith("Table 4 · General QA · toy")
+    assert list(table["rows"]) == ["Baseline", "ScalingVis (α=2)"]
+    columns = list(table["rows"]["Baseline"])
+    assert columns == ["POPE-A Acc", "POPE-P Acc", "POPE-R Acc", "POPE-AVG Acc", "GQA Acc", "VQAv2 Acc"]
+    pope = [json.loads((p / "results.json").read_text()) for p in tmp_path.iterdir()
+            if p.is_dir() and p.name.startswith("POPE__toy__base__")][0]
+    assert table["rows"]["Baseline"]["POPE-A Acc"] == f"{100 * pope['per_subset']['adversarial']['accuracy']:.1f}"
+    assert table["rows"]["Baseline"]["POPE-AVG Acc"] == f"{100 * pope['subset_average']['accuracy']:.1f}"
+    assert "POPE: accuracy on the adversarial (A)" in table["caption"]

@@ -67,3 +67,27 @@ def test_paper_mode_and_overrides(tmp_path):
                                   "--method base,scaling_vis,adapt_vis --model-name qwen2-vl --data-root /d")
     assert "--prompt-format auto" in commands[0] and "--weight" not in commands[0]
     assert len(commands) == 2
+
+
+def test_general_suite_runs_every_method_on_the_four_benchmarks_then_table_4(tmp_path):
+    commands = dry_run(tmp_path, SUITE="general", METHODS="base,scaling_vis")
+    runs = [c for c in commands if c.startswith("python main_aro.py")]
+    assert [c.split("--dataset ")[1].split()[0] for c in runs] == ["POPE", "GQA", "VQAv2", "TextVQA"]
+    assert all("--split all --method base,scaling_vis --weight 0.8" in c for c in runs)
+    assert commands[-1].startswith(f"python -m evaluation.report {tmp_path} --split all")
+
+
+def test_methods_without_a_grid_run_at_their_defaults_and_a_grid_puts_them_in_the_val_search(tmp_path):
+    plain = dry_run(tmp_path, DATASETS="Controlled_Images_A", METHODS="base,scaling_vis,vcd")
+    assert "--split val --method base,scaling_vis --weight 0.5,0.8,1.2,1.5,2.0 " in plain[0]
+    assert "--split test --method base,vcd " in plain[1]
+    searched = dry_run(tmp_path, DATASETS="Controlled_Images_A", METHODS="base,vcd", GRID_vcd="--cd-alpha 0.5,1")
+    assert "--split val --method base,vcd --cd-alpha 0.5,1 " in searched[0]
+    assert "--split test --method vcd <selected-on-val: python -m evaluation.select --dataset Controlled_Images_A " \
+           "--method vcd>" in searched[2]
+
+
+def test_an_unknown_suite_is_one_error_line(tmp_path):
+    done = subprocess.run(["bash", str(REPO / "run.sh")], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "DRY_RUN": "1", "OUTPUT": str(tmp_path), "SUITE": "other"})
+    assert done.returncode == 2 and done.stderr.startswith("error: unknown SUITE=other")
