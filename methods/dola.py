@@ -89,7 +89,7 @@ DOLA_LAYERS = LayerSet("dola_layers", str, "high", "DoLa candidate premature lay
 RELATIVE_TOP = Hyperparameter("relative_top", float, 0.1, "DoLa plausibility constraint: keep tokens with q_N >= "
                               "relative_top * max q_N (1 = the baseline's token, 0 keeps all)",
                               source="Chuang et al. 2024 (alpha = 0.1); official code --relative_top 0.1",
-                              low=0.0, high=1.0, short="rt", symbol="α")
+                              low=0.0, high=1.0, short="rt")
 DOLA_REPETITION_PENALTY = Hyperparameter(
     "dola_repetition_penalty", float, 1.2, "DoLa repetition penalty on the contrasted scores (1 = none)",
     source="Chuang et al. 2024 (1.2 in DoLa modes); HF DoLa card (transformers-community/dola)", low=1.0, short="rp")
