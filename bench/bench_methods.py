@@ -3,10 +3,12 @@
     python -m bench.bench_methods                      # both shapes, 5 repetitions
     python -m bench.bench_methods --shapes llava --reps 3
 
-The same tiny models, batch and round-robin timing as `bench.bench_engine` (one call of each workload
-per repetition, after warm-up, so load drifts hit all alike; repetitions during which other processes
-used more than `--max-external` cores are dropped while possible). Every workload answers the same
-batch with a 2-token answer (`bench.workload.ANSWER_TOKENS`).
+The same tiny models and batch as `bench.bench_engine`, timed round-robin (one call of each workload per
+repetition, after warm-up, so load drifts hit all alike). Every workload answers the same batch with a
+2-token answer (`bench.workload.ANSWER_TOKENS`). Two clocks: wall time, and the CPU time of this process
+(`time.process_time`), which other processes on a shared machine disturb far less (they steal cores,
+which stretches the wall clock, but do not add to our CPU time; with `--threads 1` no thread of ours
+spins waiting for another either). The table says how busy the machine was.
 
 Cost model (V vision tower, P prompt forward, D one decode step, T answer tokens, |J| candidate layers,
 H one lm_head projection of one position): baseline V + P + (T-1) D; VCD 2 (V + P + (T-1) D) plus the
@@ -16,11 +18,12 @@ log-softmaxes over the vocabulary.
 from __future__ import annotations
 
 import statistics
+import time
 
 import torch
 
-from bench.bench_engine import contention, load, shape_line, time_round_robin
-from bench.workload import SHAPES, batch_inputs, build_vlm
+from bench.bench_engine import busy_cpu_seconds, load, shape_line
+from bench.workload import SHAPES, WORKLOADS, batch_inputs, build_vlm
 from common.cli import OneLineParser
 
 TIMED = ("baseline", "vcd", "dola", "dola_all_layers")
@@ -32,16 +35,36 @@ RATIOS = (
 )
 
 
-def ratio_table(times: dict[str, list[float]]) -> str:
-    """Medians per workload, then each ratio as the median of the within-repetition ratios (and, in
-    brackets, the ratio of the medians)."""
-    median = {name: statistics.median(values) for name, values in times.items()}
-    rows = ["| workload | median ms | min ms |", "|---|---|---|"]
-    rows += [f"| {name} | {1000 * median[name]:.1f} | {1000 * min(values):.1f} |" for name, values in times.items()]
-    rows += ["", "| ratio | paired median (ratio of medians) | target |", "|---|---|---|"]
+def time_calls(vlm, inputs, names, reps: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+    """{clock: {workload: seconds per call}} over `reps` round-robin repetitions after `warmup` ones."""
+    for _ in range(warmup):
+        for name in names:
+            WORKLOADS[name].run(vlm, inputs)
+    times = {"wall": {name: [] for name in names}, "cpu": {name: [] for name in names}}
+    for _ in range(reps):
+        for name in names:
+            wall, cpu = time.perf_counter(), time.process_time()
+            WORKLOADS[name].run(vlm, inputs)
+            times["wall"][name].append(time.perf_counter() - wall)
+            times["cpu"][name].append(time.process_time() - cpu)
+    return times
+
+
+def ratio_table(times: dict[str, dict[str, list[float]]]) -> str:
+    """Medians per workload and clock, then each ratio as the median of the within-repetition ratios (and,
+    in brackets, the ratio of the medians)."""
+    median = {clock: {name: statistics.median(v) for name, v in values.items()} for clock, values in times.items()}
+    rows = ["| workload | wall median ms (min) | CPU median ms (min) |", "|---|---|---|"]
+    rows += [f"| {name} | {1000 * median['wall'][name]:.1f} ({1000 * min(times['wall'][name]):.1f}) | "
+             f"{1000 * median['cpu'][name]:.1f} ({1000 * min(times['cpu'][name]):.1f}) |" for name in TIMED]
+    rows += ["", "| ratio | wall: paired median (ratio of medians) | CPU: paired median (ratio of medians) | target |",
+             "|---|---|---|---|"]
     for label, num, den, target in RATIOS:
-        paired = statistics.median(a / b for a, b in zip(times[num], times[den]))
-        rows.append(f"| {label} | {paired:.2f} ({median[num] / median[den]:.2f}) | {target} |")
+        cells = []
+        for clock in ("wall", "cpu"):
+            paired = statistics.median(a / b for a, b in zip(times[clock][num], times[clock][den]))
+            cells.append(f"{paired:.2f} ({median[clock][num] / median[clock][den]:.2f})")
+        rows.append(f"| {label} | {cells[0]} | {cells[1]} | {target} |")
     return "\n".join(rows)
 
 
@@ -52,19 +75,18 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--max-external", type=float, default=0.25,
-                        help="count a repetition only if other processes used at most this many cores meanwhile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     for shape in args.shapes.split(","):
-        before = load()
         vlm = build_vlm(shape)
         inputs = batch_inputs(vlm, shape, args.batch)
         print(f"\n## {shape_line(shape, vlm, inputs)}\n")
-        timings = time_round_robin(vlm, inputs, TIMED, args.reps, args.warmup, args.max_external)
-        print(f"batch {args.batch}, round-robin after {args.warmup} warm-up repetitions; {contention(timings)}; "
-              f"1-min load average {before:.2f} before, {load():.2f} after\n\n{ratio_table(timings.times)}\n",
-              flush=True)
+        before, busy, wall, own = load(), busy_cpu_seconds(), time.perf_counter(), time.process_time()
+        times = time_calls(vlm, inputs, TIMED, args.reps, args.warmup)
+        external = (busy_cpu_seconds() - busy - (time.process_time() - own)) / (time.perf_counter() - wall)
+        print(f"batch {args.batch}, {args.reps} round-robin repetitions after {args.warmup} warm-up; other "
+              f"processes used {max(0.0, external):.2f} cores meanwhile; 1-min load average {before:.2f} before, "
+              f"{load():.2f} after\n\n{ratio_table(times)}\n", flush=True)
 
 
 if __name__ == "__main__":

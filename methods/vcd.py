@@ -16,7 +16,8 @@ plausibility equations; vcd_sample.py):
 The noised image v' is forward diffusion of the processor's normalised pixel values (vcd_add_noise.py):
 x' = sqrt(abar_T) x + sqrt(1 - abar_T) eps, eps ~ N(0, I), beta_t = sigmoid(linspace(-6, 6, 1000)) (5e-3 -
 1e-5) + 1e-5, abar_T = prod_{t <= T} (1 - beta_t). It acts on pixel_values elementwise, so Qwen's
-flattened patches get it too, with the same image_grid_thw.
+flattened patches get it too, with the same image_grid_thw (one noise draw shared by the copies of a
+still image that Qwen's processor stacks in time, see `_standard_noise`).
 
 Mechanism (why a logits processor): the clean branch is stock `generate`; `VCDProcessor` runs the noised
 branch alongside it, the classifier-free-guidance pattern: at the first step it runs the noised prompt
@@ -41,11 +42,13 @@ import torch
 from transformers import BatchFeature
 
 from intervention import compat
+from intervention.compat import TransformersChanged
 from intervention.prefix import prompt_position_ids
 from methods.decoding import ScoreProcessor, generate_scored
 from methods.registry import Answer, Hyperparameter, Method, Strategy, register
 
 DIFFUSION_STEPS = 1000
+HASH_STRIDE = 7  # the noise seed hashes every 7th pixel value: as distinctive as all of them, 7x cheaper
 
 CD_ALPHA = Hyperparameter("cd_alpha", float, 1.0, "VCD contrast strength alpha: (1+a) l - a l' (0 = the model itself)",
                           source="Leng et al. 2024; VCD eval scripts --cd_alpha 1", low=0.0, short="a",
@@ -95,26 +98,43 @@ def vcd_scores(logits: torch.Tensor, noised: torch.Tensor, alpha: float, beta: f
     return contrast.masked_fill(~plausible(logits, beta), -math.inf)
 
 
-def noised_pixel_values(inputs: BatchFeature, step: int, seed: int) -> torch.Tensor:
+def noised_pixel_values(vlm, inputs: BatchFeature, step: int, seed: int) -> torch.Tensor:
     """The processor's pixel values after `step` diffusion steps, each image seeded by its content and `seed`."""
     pixels = inputs["pixel_values"]
     keep, noise = noise_schedule(step)
     clean = pixels.detach().float().cpu().contiguous()  # a CPU generator: the same noise on every device
-    noised = torch.empty_like(clean)
-    grid = inputs.get("image_grid_thw")
-    for image, target in zip(_noise_units(clean, grid), _noise_units(noised, grid)):
-        generator = torch.Generator().manual_seed(zlib.crc32(image.numpy(), seed))
-        torch.randn(target.shape, generator=generator, out=target)
-        target.mul_(noise).add_(image, alpha=keep)  # in place: x' = keep x + noise eps in one buffer
+    noised = clean * keep
+    for image, target in zip(_images(vlm, clean, inputs), _images(vlm, noised, inputs)):
+        target.add_(_standard_noise(image, seed), alpha=noise)
     return noised.to(device=pixels.device, dtype=pixels.dtype)
 
 
-def _noise_units(pixels: torch.Tensor, grid_thw) -> list[torch.Tensor]:
-    """Views, one per image: Qwen's (patches, features) rows split by image_grid_thw; otherwise every
-    (channels, height, width) image, or LLaVA-NeXT tile."""
-    if pixels.dim() == 2:
-        return list(torch.split(pixels, grid_thw.prod(dim=-1).tolist()))
-    return list(pixels.reshape(-1, *pixels.shape[-3:]))
+def _images(vlm, pixels: torch.Tensor, inputs: BatchFeature) -> list[torch.Tensor]:
+    """Views of `pixels`, one per image (or LLaVA-NeXT tile): (channels, height, width); for Qwen, the
+    image's patch rows as (patches, channels, temporal copies, patch pixels), the processor's row layout."""
+    if pixels.dim() != 2:
+        return list(pixels.reshape(-1, *pixels.shape[-3:]))
+    image_processor = vlm.processor.image_processor
+    frames, patch = image_processor.temporal_patch_size, image_processor.patch_size
+    channels = pixels.shape[-1] // (frames * patch * patch)
+    chunks = torch.split(pixels, inputs["image_grid_thw"].prod(dim=-1).tolist())
+    return [chunk.view(len(chunk), channels, frames, patch * patch) for chunk in chunks]
+
+
+def _standard_noise(image: torch.Tensor, seed: int) -> torch.Tensor:
+    """N(0, I) noise for one image from a generator seeded with crc32(every HASH_STRIDE-th value, seed).
+
+    Qwen's processor repeats a still image over `temporal_patch_size` frames; the noise is drawn once
+    and broadcast over those copies, so the model sees a noised image (independent noise per copy would
+    partly average out in the patch embedding, a weaker distortion at the same step)."""
+    shape = image.shape
+    if image.dim() == 4:
+        if not all(torch.equal(image[:, :, 0], image[:, :, k]) for k in range(1, image.shape[2])):
+            raise TransformersChanged("the layout of Qwen's pixel patches (the temporal copies of an image differ)")
+        shape = (*image.shape[:2], 1, image.shape[3])
+    sample = image.reshape(-1)[::HASH_STRIDE].contiguous()
+    generator = torch.Generator().manual_seed(zlib.crc32(sample.numpy(), seed))
+    return torch.randn(shape, generator=generator)
 
 
 class VCDProcessor(ScoreProcessor):
@@ -188,7 +208,7 @@ class VCD:
 
     def processor(self, vlm, inputs: BatchFeature, noised_pixels: torch.Tensor | None = None) -> VCDProcessor:
         if noised_pixels is None:
-            noised_pixels = noised_pixel_values(inputs, self.noise_step, self.seed)
+            noised_pixels = noised_pixel_values(vlm, inputs, self.noise_step, self.seed)
         penalty = float(vlm.model.generation_config.repetition_penalty or 1.0)
         return VCDProcessor(vlm, inputs, noised_pixels, self.alpha, self.beta, penalty)
 
@@ -215,7 +235,7 @@ class VCDStrategy(Strategy):
             vcd = VCD.of(config.hyperparameters)
             key = (vcd.noise_step, vcd.seed)
             if key not in noised:
-                noised[key] = noised_pixel_values(batch.inputs, *key)
+                noised[key] = noised_pixel_values(batch.vlm, batch.inputs, *key)
             results = vcd.run(batch.vlm, batch.inputs, batch.max_new_tokens, noised[key])
             answers[config] = [Answer(r.text, {"confidence": r.confidence, "head_size": r.head_size})
                                for r in results]

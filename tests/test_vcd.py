@@ -11,6 +11,7 @@ import torch
 import methods
 from common.errors import ToolkitError
 from intervention import compat
+from intervention.compat import TransformersChanged
 from intervention.prefix import prompt_position_ids
 from methods import Configuration, get_method
 from methods.decoding import answer_lengths, generate_scored
@@ -131,16 +132,30 @@ def test_the_noised_branch_keeps_its_own_cache(tiny_vlm):
 @pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl"])
 def test_noise_is_seeded_per_image_whatever_the_batch(tiny_vlm):
     batch = two_sample_inputs(tiny_vlm)
-    noised = noised_pixel_values(batch, 500, seed=7)
+    noised = noised_pixel_values(tiny_vlm, batch, 500, seed=7)
     assert noised.shape == batch["pixel_values"].shape and noised.dtype == batch["pixel_values"].dtype
-    assert torch.equal(noised, noised_pixel_values(batch, 500, seed=7))
-    assert not torch.equal(noised, noised_pixel_values(batch, 500, seed=8))
-    alone = [noised_pixel_values(one_sample_inputs(tiny_vlm, i), 500, seed=7) for i in range(2)]
+    assert torch.equal(noised, noised_pixel_values(tiny_vlm, batch, 500, seed=7))
+    assert not torch.equal(noised, noised_pixel_values(tiny_vlm, batch, 500, seed=8))
+    alone = [noised_pixel_values(tiny_vlm, one_sample_inputs(tiny_vlm, i), 500, seed=7) for i in range(2)]
     if noised.dim() == 2:  # Qwen: image i's patches are the next prod(grid_thw[i]) rows
         assert torch.equal(noised, torch.cat(alone))
+        # a row is (channels 3, temporal copies 2, 14 x 14 pixels): both copies of the still image get the
+        # same noise, so they stay equal
+        rows = noised.view(len(noised), 3, 2, 14 * 14)
+        assert torch.equal(rows[:, :, 0], rows[:, :, 1])
     else:  # one image per row (LLaVA-NeXT: its tiles, then the batch's zero padding tiles)
         for row, single in enumerate(alone):
             assert torch.equal(noised[row, :single.shape[1]] if noised.dim() == 5 else noised[row], single[0])
+
+
+def test_qwen_patches_whose_temporal_copies_differ_are_refused(tiny_factory):
+    from model_zoo.vlm import VLM
+
+    vlm = VLM.from_loaded(*tiny_factory("qwen2_vl"))
+    inputs = dict(two_sample_inputs(vlm))
+    inputs["pixel_values"] = torch.randn_like(inputs["pixel_values"])  # not a still image's layout
+    with pytest.raises(TransformersChanged, match="temporal copies"):
+        noised_pixel_values(vlm, inputs, 500, seed=0)
 
 
 def test_noise_is_the_diffusion_forward_process(tiny_factory):
@@ -150,7 +165,7 @@ def test_noise_is_the_diffusion_forward_process(tiny_factory):
     inputs = vlm.prepare([noise_image(40, 30, 3)], [vlm.build_prompt(QUESTION)])
     clean = inputs["pixel_values"]
     keep, noise = noise_schedule(999)
-    eps = (noised_pixel_values(inputs, 999, seed=0) - keep * clean) / noise
+    eps = (noised_pixel_values(vlm, inputs, 999, seed=0) - keep * clean) / noise
     assert abs(float(eps.mean())) < 0.1 and abs(float(eps.std()) - 1.0) < 0.1
 
 
