@@ -103,9 +103,11 @@ def noised_pixel_values(vlm, inputs: BatchFeature, step: int, seed: int) -> torc
     pixels = inputs["pixel_values"]
     keep, noise = noise_schedule(step)
     clean = pixels.detach().float().cpu().contiguous()  # a CPU generator: the same noise on every device
-    noised = clean * keep
+    noised = torch.empty_like(clean)
+    keep = torch.tensor(keep)
     for image, target in zip(_images(vlm, clean, inputs), _images(vlm, noised, inputs)):
-        target.add_(_standard_noise(image, seed), alpha=noise)
+        # noise * eps + keep * x in one pass (eps broadcast over Qwen's temporal copies)
+        torch.addcmul(_standard_noise(image, seed).mul_(noise), image, keep, out=target)
     return noised.to(device=pixels.device, dtype=pixels.dtype)
 
 
