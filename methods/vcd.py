@@ -28,7 +28,7 @@ setting (alpha = 0) is then the baseline token for token, and the VCD scores com
 
 Noise seeding (a choice; the original draws fresh noise per image from the global generator, so an
 image's noise depends on the run order): each image's noise comes from a generator seeded with
-crc32(its pixel values, cd_seed), so answers are deterministic given the seed, the same in any batch or
+crc32(every 7th of its pixel values, cd_seed), so answers are deterministic given the seed, the same in any batch or
 order, and different images get different noise. LLaVA-NeXT's tiles are seeded one by one (a batch pads
 them with zero tiles, which the model drops).
 """
@@ -194,7 +194,8 @@ class VCD:
     def __init__(self, alpha: float = CD_ALPHA.default, beta: float = CD_BETA.default,
                  noise_step: int = NOISE_STEP.default, seed: int = CD_SEED.default, sample: bool = SAMPLE.default):
         self.alpha, self.beta = CD_ALPHA.check(alpha), CD_BETA.check(beta)
-        self.noise_step, self.seed, self.sample = NOISE_STEP.check(noise_step), CD_SEED.check(seed), SAMPLE.check(sample)
+        self.noise_step, self.seed = NOISE_STEP.check(noise_step), CD_SEED.check(seed)
+        self.sample = SAMPLE.check(sample)
 
     @classmethod
     def of(cls, values: dict) -> "VCD":

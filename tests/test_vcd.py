@@ -94,7 +94,8 @@ def test_vcd_decoding_matches_an_explicit_reference(family):
     expected = _reference_vcd_tokens(vlm, inputs, processor.prompt["pixel_values"], 1.0, 0.2, 4)
     for row, length in enumerate(answer_lengths(tokens, vlm)):  # after its end token generate pads a row
         assert torch.equal(tokens[row, :length], expected[row, :length])
-    assert 1 <= int(processor.head_size.min()) and int(processor.head_size.max()) < vlm.model.config.get_text_config().vocab_size
+    vocabulary = vlm.model.config.get_text_config().vocab_size
+    assert 1 <= int(processor.head_size.min()) and int(processor.head_size.max()) < vocabulary  # the APC acted
 
 
 def _key_values(cache):
