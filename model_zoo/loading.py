@@ -10,6 +10,7 @@ import transformers
 from transformers import AutoConfig
 
 from common.errors import ToolkitError
+from model_zoo.adapters import is_adapter_dir, load_adapter
 from model_zoo.processors import load_processor
 from model_zoo.registry import MODELS, FamilySpec, family_spec, unknown_model_message
 from model_zoo.vlm import VLM, check_prompt_format
@@ -31,7 +32,12 @@ def get_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", d
     device: "auto" picks cuda, then mps, then cpu. `device_map` (e.g. "auto") instead spreads a model
         too large for one GPU over several devices via accelerate; `device` is then ignored.
     revision: a hub revision (commit, tag or branch) to pin; defaults to the registry entry's pin.
+    A LoRA adapter folder loads as its base model with the adapter merged in (`model_zoo.adapters`).
     """
+    if is_adapter_dir(name_or_path):
+        return load_adapter(name_or_path, dtype=dtype, device=device, device_map=device_map,
+                            prompt_format=prompt_format, trust_remote_code=trust_remote_code,
+                            attn_implementation=attn_implementation)
     model_id, revision = _resolve(name_or_path, revision)
     torch_dtype = _resolve_dtype(dtype)
     target = None if device_map is not None else _resolve_device(device)

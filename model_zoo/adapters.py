@@ -1,0 +1,73 @@
+"""LoRA adapter folders as models: `get_model("<adapter folder>")` loads the base model and merges the adapter.
+
+An adapter folder is what peft's `save_pretrained` writes (`adapter_config.json`, `adapter_model.safetensors`)
+and has no `config.json` of its own; `python -m training.finetune --tuning lora` adds the processor files,
+so the folder carries the exact chat template and tokenizer it was trained with (without them the base
+model's processor is used). The base model is `base_model_name_or_path` of `adapter_config.json`: a registry
+name ("toy", "qwen3-vl"), a hub id, or an absolute directory; `revision` pins a hub revision.
+
+The adapter is merged into the base weights on load (`merge_and_unload`), so the evaluated model is a stock
+transformers model: the intervention, the prefix engine and every check treat it like any checkpoint. A
+merged folder (`--merge-lora`) is an ordinary checkpoint and loads without this module.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from common.errors import ToolkitError
+from common.jsonio import read_json
+from model_zoo.processors import load_processor
+from model_zoo.registry import MODELS
+from model_zoo.vlm import VLM
+
+logger = logging.getLogger(__name__)
+ADAPTER_CONFIG = "adapter_config.json"
+_PROCESSOR_FILES = ("processor_config.json", "tokenizer_config.json")
+
+
+def is_adapter_dir(name_or_path: str) -> bool:
+    """A local folder holding a peft adapter and no full model."""
+    path = Path(name_or_path).expanduser()
+    return path.is_dir() and (path / ADAPTER_CONFIG).is_file() and not (path / "config.json").is_file()
+
+
+def base_model_reference(name_or_path: str) -> str:
+    """How an adapter should name its base: registry names and hub ids as given, directories absolute
+    (so the adapter loads from any working directory)."""
+    if name_or_path in MODELS:
+        return name_or_path
+    path = Path(name_or_path).expanduser()
+    return str(path.resolve()) if path.is_dir() else name_or_path
+
+
+def _base_of(path: Path) -> tuple[str, str | None]:
+    config = read_json(path / ADAPTER_CONFIG, what="adapter config")
+    base = config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    if not isinstance(base, str) or not base:
+        raise ToolkitError(f"{path / ADAPTER_CONFIG} names no base model (base_model_name_or_path); set it to "
+                           f"the registry name, hub id or folder of the model the adapter was trained on")
+    return base, config.get("revision")
+
+
+def load_adapter(name_or_path: str, **get_model_kwargs) -> VLM:
+    """The base model of the adapter folder with the adapter merged in, wrapped as a `VLM`."""
+    from model_zoo.loading import get_model  # loading.get_model calls this module for adapter folders
+    try:
+        from peft import PeftModel
+    except ImportError:
+        raise ToolkitError(f"{name_or_path} is a LoRA adapter; loading it needs peft (pip install peft)") from None
+    path = Path(name_or_path).expanduser()
+    base, revision = _base_of(path)
+    base_vlm = get_model(base, revision=revision, **get_model_kwargs)
+    try:
+        model = PeftModel.from_pretrained(base_vlm.model, str(path)).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise ToolkitError(f"cannot apply the adapter {path} to {base}: {str(err).strip().splitlines()[0]}; "
+                           f"is {base} the model it was trained on?") from None
+    processor = base_vlm.processor
+    if any((path / name).is_file() for name in _PROCESSOR_FILES):
+        processor = load_processor(str(path), model_type=base_vlm.family)
+    logger.info("loaded LoRA adapter %s on %s (merged)", path, base)
+    return VLM(model.eval(), processor, name=name_or_path, model_id=str(path), revision=revision,
+               prompt_format=base_vlm.prompt_format)
