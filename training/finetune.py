@@ -121,7 +121,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     config, args = parse_config(sys.argv[1:] if argv is None else list(argv))
+    from transformers.utils import logging as transformers_logging
+
     from training.trainer import Trainer  # imports torch and transformers
+    if args.quiet:
+        transformers_logging.disable_progress_bar()  # also the weight-loading and shard-writing bars
 
     try:
         outcome = Trainer(config, overwrite=args.overwrite).run()
