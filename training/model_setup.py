@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from torch import nn
 
 from common.errors import ToolkitError
@@ -69,7 +68,10 @@ def resolve_lora_targets(model: nn.Module, targets: tuple[str, ...], vision_froz
 
 def apply_lora(model: nn.Module, config: FinetuneConfig):
     """Wrap `model` with LoRA adapters on the resolved targets; only the adapters train."""
-    from peft import LoraConfig, get_peft_model  # optional dependency, needed for --tuning lora only
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        raise ToolkitError("--tuning lora needs peft: pip install peft") from None
 
     targets = resolve_lora_targets(model, config.lora_targets, config.freeze_vision)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
@@ -98,8 +100,3 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     return [{"params": [p for _, p in trainable if p.ndim >= 2], "weight_decay": weight_decay},
             {"params": [p for _, p in trainable if p.ndim < 2], "weight_decay": 0.0}]
-
-
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The trained tensors by name (what a checkpoint must restore exactly)."""
-    return {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import time
@@ -41,7 +42,7 @@ from training import checkpoints as ckpt
 from training.config import FinetuneConfig, resume_differences, validate
 from training.data import TrainingData, load_training_data
 from training.encode import IGNORE_INDEX, ExampleEncoder, answer_loss_sum
-from training.export import TrainOutcome, export_best, finished_outcome, write_summary
+from training.export import SUMMARY_FILE, TrainOutcome, export_best, finished_outcome, write_summary
 from training.model_setup import DTYPE_OF_PRECISION, parameter_groups, prepare_model
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,11 @@ def step_micro_batches(n: int, config: FinetuneConfig, step: int, world: int, ra
                            config.batch_size) for j in range(config.grad_accum)]
 
 
+def _cpu_processes() -> bool:
+    """Several processes without CUDA (torchrun on a CPU machine): accelerate must be told to use gloo."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
 def total_steps(config: FinetuneConfig, n_train: int, world: int) -> int:
     if config.max_steps is not None:
         return config.max_steps
@@ -86,7 +92,8 @@ class Trainer:
         self.config = validate(config)
         self.output = Path(config.output_dir)
         self.on_step = on_step
-        self.accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16-mixed" else "no")
+        self.accelerator = Accelerator(mixed_precision="bf16" if config.precision == "bf16-mixed" else "no",
+                                       cpu=_cpu_processes())
         self.state = ckpt.TrainerState()
         self._prepare_output(overwrite)
 
@@ -95,9 +102,10 @@ class Trainer:
     def _prepare_output(self, overwrite: bool) -> None:
         main = self.accelerator.is_main_process
         if overwrite and main and self.output.exists():
-            for path in [*self.output.glob("checkpoint-*"), *self.output.glob(".checkpoint-*"),
-                         self.output / "best", self.output / CONFIG_FILE, self.output / "training_summary.json"]:
-                shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+            for path in [*self.output.glob("checkpoint-*"), *self.output.glob(".checkpoint-*"), self.output / "best"]:
+                shutil.rmtree(path, ignore_errors=True)
+            for path in (self.output / CONFIG_FILE, self.output / SUMMARY_FILE):
+                path.unlink(missing_ok=True)
         self.accelerator.wait_for_everyone()
         saved = self.output / CONFIG_FILE
         record = {"config": self.config.to_dict(), "num_processes": self.accelerator.num_processes}
