@@ -10,6 +10,8 @@
 The outline is drawn inside each box (its outer edge is the box edge), so a box touching the image border
 stays fully visible. A sample the source has no box for is passed through unchanged and counted in
 `missing` (with one warning), so a partial annotation file does not stop a run but shows in its record.
+The counts live in the object that drew: call it in the process that records them (not only in data-loader
+worker processes, whose copies are discarded).
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ merged folder (`--merge-lora`) is an ordinary checkpoint and loads without this 
 from __future__ import annotations
 
 import logging
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from common.errors import ToolkitError
@@ -24,6 +26,15 @@ from model_zoo.vlm import VLM
 logger = logging.getLogger(__name__)
 ADAPTER_CONFIG = "adapter_config.json"
 _PROCESSOR_FILES = ("processor_config.json", "tokenizer_config.json")
+
+
+@contextmanager
+def peft_calls():
+    """Around peft calls: peft 0.21 reads `is_gradient_checkpointing`, which transformers 5.24 deprecated; the
+    FutureWarning says nothing the user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def is_adapter_dir(name_or_path: str) -> bool:
@@ -61,7 +72,8 @@ def load_adapter(name_or_path: str, **get_model_kwargs) -> VLM:
     base, revision = _base_of(path)
     base_vlm = get_model(base, revision=revision, **get_model_kwargs)
     try:
-        model = PeftModel.from_pretrained(base_vlm.model, str(path)).merge_and_unload()
+        with peft_calls():
+            model = PeftModel.from_pretrained(base_vlm.model, str(path)).merge_and_unload()
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise ToolkitError(f"cannot apply the adapter {path} to {base}: {str(err).strip().splitlines()[0]}; "
                            f"is {base} the model it was trained on?") from None

@@ -32,6 +32,7 @@ from common.cli import OneLineParser
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
 from dataset_zoo.flip import flip_samples, original_id
+from dataset_zoo.visual_prompt import VISUAL_PROMPTS
 from evaluation.flip_consistency import flip_consistency
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--option", choices=("two", "four", "six"), default=None)
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--weight", type=float, default=1.0, help="ScalingVis alpha (1 = no intervention)")
-    parser.add_argument("--visual-prompt", choices=("none", "box"), default="none")
+    parser.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default="none")
     parser.add_argument("--boxes-json", default=None, help="boxes JSON (schema in dataset_zoo/boxes.py)")
     parser.add_argument("--coco-annotations", default=None, help="COCO instances file, e.g. instances_val2017.json")
     parser.add_argument("--box-colour", default="red")

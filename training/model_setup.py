@@ -17,6 +17,7 @@ import logging
 from torch import nn
 
 from common.errors import ToolkitError
+from model_zoo.adapters import peft_calls
 from training.config import FinetuneConfig
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,8 @@ def apply_lora(model: nn.Module, config: FinetuneConfig):
     targets = resolve_lora_targets(model, config.lora_targets, config.freeze_vision)
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=targets, bias="none")
-    return get_peft_model(model, lora)
+    with peft_calls():
+        return get_peft_model(model, lora)
 
 
 def prepare_model(vlm, config: FinetuneConfig) -> nn.Module:
