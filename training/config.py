@@ -15,8 +15,9 @@ PRECISIONS = ("fp32", "bf16", "bf16-mixed")
 SCHEDULERS = ("linear", "cosine", "constant")
 # The peer's LoRA targets (peer_methods.md §A.7): attention and MLP projections of the language model.
 PEER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# Settings that may differ when a run is resumed: they change neither the data order nor the updates.
-RESUMABLE_CHANGES = ("num_workers", "eval_batch_size", "progress")
+# Settings that may differ when a run is resumed: they change neither the data order nor the updates (a run
+# folder may also be moved).
+RESUMABLE_CHANGES = ("output_dir", "num_workers", "eval_batch_size", "progress")
 
 
 @dataclass(frozen=True)
