@@ -45,8 +45,9 @@ class _Pass:
     rows / positions: (r,) call-relative query rows and their (contiguous) absolute positions;
     image: (B, kv_len) image-key columns; lam / beta / tau: (B,) per batch row;
     active: (B, r) still smoothing (lam != 1, not stopped); stop_layer: (B, r), NOT_STOPPED if not;
-    memory: (B, r, kv_len) float32, zero outside image columns (None before layer 0 finished);
-    staged: this layer's head-wise max weights, committed by `finish_layer`.
+    plan: the rows this editor recomputes (batch rows with an active cell), None once all stopped;
+    memory: (B, r, kv_len) float32 head-wise max weights (only its image columns are ever used; None
+    before layer 0 finished); staged: this layer's, committed by `finish_layer`.
     """
 
     shape: tuple[int, int, int]
@@ -58,8 +59,13 @@ class _Pass:
     tau: torch.Tensor
     active: torch.Tensor
     stop_layer: torch.Tensor
+    plan: RowPlan | None = None
     memory: torch.Tensor | None = None
     staged: torch.Tensor | None = None
+
+    def replan(self) -> None:
+        live = torch.nonzero(self.active.any(-1)).flatten()
+        self.plan = RowPlan(live, self.rows, self.positions) if live.numel() else None
 
 
 class ClvsState(RowEditor):
@@ -123,21 +129,17 @@ class ClvsState(RowEditor):
             raise ToolkitError(f"CLVS saw layer {layer} of a forward of shape {(batch_size, q_len, kv_len)} after "
                                f"layer 0 of one of shape {self._pass.shape}; layers must run in order, one "
                                f"forward at a time")
-        current = self._pass
-        if current is None:
-            return None
-        live = torch.nonzero(current.active.any(-1)).flatten()
-        if live.numel() == 0:
-            return None  # every row stopped: stock SDPA from here on
-        return RowPlan(live, current.rows, current.positions)
+        return None if self._pass is None else self._pass.plan  # None once every row stopped: stock SDPA
 
     def after_rows(self, module, logits, probs, plan: RowPlan) -> None:
-        """Stage max over heads of the un-blended image weights (b, H, r, k) -> (B, r, k)."""
+        """Stage max over heads of the un-blended weights (b, H, r, k) -> (B, r, k)."""
         current = self._pass
-        weights = torch.where(current.image[plan.batch_rows, None, :], probs.amax(dim=1), 0.0)
-        staged = torch.zeros(current.shape[0], *weights.shape[1:], dtype=torch.float32, device=weights.device)
-        staged[plan.batch_rows] = weights.float()
-        current.staged = staged
+        weights = probs.amax(dim=1).float()
+        if len(plan.batch_rows) < current.shape[0]:
+            staged = torch.zeros(current.shape[0], *weights.shape[1:], dtype=torch.float32, device=weights.device)
+            staged[plan.batch_rows] = weights
+            weights = staged
+        current.staged = weights
         self.planned_calls += 1
 
     def edit_probs(self, module, probs: torch.Tensor, plan: RowPlan) -> torch.Tensor:
@@ -147,17 +149,16 @@ class ClvsState(RowEditor):
         current = self._pass
         if current is None or current.memory is None:
             return probs  # layer 0, or no generating row in this forward
-        index = plan.row_positions.to(current.positions.device) - current.positions[0]
-        valid = (index >= 0) & (index < len(current.positions))
-        index = index.clamp(0, len(current.positions) - 1)
-        batch = plan.batch_rows.to(current.active.device)
-        cells = current.active[batch][:, index] & valid[None, :]                 # (b, r)
-        if not bool(cells.any()):
+        batch, index, cells = _cells(current, plan)
+        if cells is None:
             return probs
-        memory = current.memory[batch][:, index]                                 # (b, r, k)
-        lam = current.lam[batch][:, None, None, None]
-        image = current.image[batch][:, None, None, :]
-        blended = torch.where(image, lam * probs + (1 - lam) * memory[:, None], probs)
+        memory, lam, image = current.memory, current.lam, current.image
+        if batch is not None:
+            memory, lam, image = memory[batch], lam[batch], image[batch]
+        if index is not None:
+            memory = memory[:, index]
+        lam = lam[:, None, None, None]
+        blended = torch.where(image[:, None, None, :], lam * probs + (1 - lam) * memory[:, None], probs)
         blended = blended / blended.sum(dim=-1, keepdim=True)
         return torch.where(cells[:, None, :, None], blended, probs)
 
@@ -170,19 +171,23 @@ class ClvsState(RowEditor):
         if current.staged is not None:
             current.memory = _updated_memory(current)
             current.staged = None
-        if self.first_checked <= layer <= self.last_checked and bool(current.active.any()):
+        if self.first_checked <= layer <= self.last_checked and current.plan is not None:
             self._check_stop(layer, hidden, current)
         if layer == self.num_layers - 1:
             self.history.append((current.stop_layer, current.lam != 1.0))
             self._pass = None
 
     def _check_stop(self, layer: int, hidden: torch.Tensor, current: _Pass) -> None:
-        rows = torch.nonzero(current.active.any(-1)).flatten()
-        states = hidden.index_select(0, rows.to(hidden.device))[:, current.rows.to(hidden.device)]  # (b, r, d)
+        rows = current.plan.batch_rows
+        states = hidden[:, current.rows.to(hidden.device)]                       # (B, r, d)
+        if len(rows) < current.shape[0]:
+            states = states.index_select(0, rows.to(hidden.device))
         entropy = lens_entropy(*self.lens, states).to(current.tau.device)
         stopped = current.active[rows] & (entropy < current.tau[rows, None])
-        current.stop_layer[rows] = torch.where(stopped, layer, current.stop_layer[rows])
-        current.active[rows] = current.active[rows] & ~stopped
+        if bool(stopped.any()):
+            current.stop_layer[rows] = torch.where(stopped, layer, current.stop_layer[rows])
+            current.active[rows] = current.active[rows] & ~stopped
+            current.replan()
 
     # -- setup ---------------------------------------------------------------------------------------
     def _start_pass(self, batch_size: int, q_len: int, kv_len: int, device) -> _Pass | None:
@@ -201,9 +206,11 @@ class ClvsState(RowEditor):
         width = min(self.prompt_length, kv_len)
         image[:, :width] = self.image_mask[:, :width].to(device)
         shape = (batch_size, rows.numel())
-        return _Pass((batch_size, q_len, kv_len), rows, positions[rows], image, **values,
-                     active=smoothing[:, None].expand(shape).clone(),
-                     stop_layer=torch.full(shape, NOT_STOPPED, dtype=torch.long, device=device))
+        started = _Pass((batch_size, q_len, kv_len), rows, positions[rows], image, **values,
+                        active=smoothing[:, None].expand(shape).clone(),
+                        stop_layer=torch.full(shape, NOT_STOPPED, dtype=torch.long, device=device))
+        started.replan()
+        return started
 
     def _require_prompt(self, batch_size: int) -> None:
         if self.prompt_length is None or self.image_mask is None:
@@ -231,6 +238,22 @@ class ClvsState(RowEditor):
         smoothed = self.history[0][1].tolist()
         return [[None if layer == NOT_STOPPED else layer for layer in row] if smoothed[b] else []
                 for b, row in enumerate(table)]
+
+
+def _cells(current: _Pass, plan: RowPlan):
+    """For `plan`'s (b, r) cells: (batch rows to gather or None for all, generating-row index to gather or
+    None for all, (b, r) mask of the cells to blend or None if there is none)."""
+    if plan is current.plan:  # this editor's own rows: the generating rows of the live batch rows
+        everyone = len(plan.batch_rows) == current.shape[0]
+        batch = None if everyone else plan.batch_rows
+        cells = current.active if everyone else current.active[batch]
+        return batch, None, cells
+    index = plan.row_positions.to(current.positions.device) - current.positions[0]
+    valid = (index >= 0) & (index < len(current.positions))
+    index = index.clamp(0, len(current.positions) - 1)
+    batch = plan.batch_rows.to(current.active.device)
+    cells = current.active[batch][:, index] & valid[None, :]
+    return batch, index, cells if bool(cells.any()) else None
 
 
 def _updated_memory(current: _Pass) -> torch.Tensor:

@@ -188,6 +188,27 @@ def test_scope_prefill_smooths_only_the_first_answer_token(tiny_factory):
     assert [len(s) for s in prefill_stops] == [1, 1] and [len(s) for s in every_stops] == [3, 3]
 
 
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_one_forward_over_the_answer_equals_step_by_step_generation(vlm, family):
+    """Scope "all" with the prompt pinned: a forward over prompt + answer smooths every generating row at
+    once, each with its own memory and stop, and gives generate's logits (a row depends only on earlier
+    rows, which were smoothed when they were generated)."""
+    inputs = one_sample_inputs(vlm, 0)  # three answer tokens, no end token, on both families
+    n = inputs["input_ids"].shape[1]
+    pinned = (n, inputs["input_ids"] == vlm.image_token_id)
+    for tau in (0.0, 1.0):
+        tokens, logits, stops = _generate(vlm, inputs, 3, ClvsSmoothing(vlm, lam=0.3, tau=tau))
+        assert tokens.shape[1] == 3
+        ids = torch.cat([inputs["input_ids"], tokens[:, :-1]], dim=-1)
+        extended = {**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        if "mm_token_type_ids" in inputs:
+            extended["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(tokens[:, :-1])], -1)
+        with ClvsSmoothing(vlm, lam=0.3, tau=tau, prompt=pinned) as clvs, torch.no_grad():
+            forward = vlm.model(**extended).logits[:, n - 1:]
+        assert (forward - logits).abs().max().item() <= 1e-5
+        assert clvs.stop_layers == stops
+
+
 def test_a_grid_in_one_answer_call_equals_separate_runs(vlm):
     images = [noise_image(40, 30, 0), noise_image(30, 40, 1)]
     prompts = [vlm.build_prompt("Where is the mug?"), vlm.build_prompt("Where is the cat?")]
