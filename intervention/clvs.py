@@ -26,16 +26,11 @@ from transformers import BatchFeature
 
 from common.errors import ToolkitError
 from intervention import compat, rows
-from intervention.clvs_state import SCOPES, ClvsState
+from intervention.clvs_defaults import BETA, LAMBDA, SCOPE, TAU
+from intervention.clvs_state import ClvsState
 from intervention.compat import Cache
 from intervention.lm import RegisteredAttention, hf_model, language_model, lm_attention_modules
-
-# Defaults. lam: the peer's README runs CLVS with --smoothing 0.7 on both VSR splits (davidbchang/
-# visual-attention-intervention@15a640e, README "CLVS Evaluation"; its script and app default to 0.8);
-# beta (--window_memory_size) and tau (--uncertainty_threshold): 0.8 and 0.5 there and in the script.
-# The paper's own values are not public (its code is "under construction").
-LAMBDA, BETA, TAU = 0.7, 0.8, 0.5
-SCOPE = "all"  # the paper evaluates captioning too, and the peer smooths every forward's last row
+from intervention.scopes import SCOPES
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,6 @@ import torch
 
 from common.errors import ToolkitError
 from intervention.rows import RowEditor, RowPlan
-
-SCOPES = ("prefill", "all")
 ENTROPY_TOP_K = 10  # the peer's top-10 renormalised entropy (peer_methods §A.5)
 NOT_STOPPED = -1
 

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from intervention.clvs import BETA, CLVS, LAMBDA, SCOPE, TAU
-from intervention.clvs_grid import answer_settings
-from intervention.clvs_state import SCOPES
+from intervention.clvs_defaults import BETA, LAMBDA, PEER_SOURCE as PEER, SCOPE, TAU
+from intervention.scopes import SCOPES
 from methods.registry import Answer, Configuration, Hyperparameter, Method, Strategy, register
-
-PEER = "the peer's README, both VSR splits (davidbchang/visual-attention-intervention@15a640e)"
 
 CLVS_LAMBDA = Hyperparameter(
     "clvs_lambda", float, LAMBDA, "CLVS weight lambda of the layer's own image attention in the blend with the "
@@ -27,7 +24,10 @@ CLVS_SCOPE = Hyperparameter(
     choices=SCOPES, grid=False)
 
 
-def setting(config: Configuration) -> CLVS:
+def setting(config: Configuration):
+    """The `intervention.CLVS` of a configuration."""
+    from intervention.clvs import CLVS  # torch: imported when a batch is answered
+
     values = config.hyperparameters
     return CLVS(lam=values["clvs_lambda"], beta=values["clvs_beta"], tau=values["clvs_tau"],
                 scope=values["clvs_scope"])
@@ -40,6 +40,8 @@ class ClvsStrategy(Strategy):
     name = "clvs"
 
     def answer(self, batch, configurations: Sequence[Configuration]) -> dict:
+        from intervention.clvs_grid import answer_settings  # torch: imported when a batch is answered
+
         results = answer_settings(batch.vlm, batch.inputs, [setting(c) for c in configurations],
                                   batch.max_new_tokens, batch.engine)
         return {config: [Answer(a.text, {"stop_layer": a.stop_layer, "stop_layers": list(a.stop_layers)})
@@ -58,4 +60,6 @@ CLVS_METHOD = register(Method(
     description="blend the generating row's image attention with a cross-layer vision memory until the logit "
                 "lens is certain",
     hyperparameters=(CLVS_LAMBDA, CLVS_BETA, CLVS_TAU, CLVS_SCOPE), strategy=ClvsStrategy(),
-    record_fields=("stop_layer", "stop_layers"), preference=_smallest_intervention, rank=70))
+    record_fields=("stop_layer", "stop_layers"), preference=_smallest_intervention,
+    preference_rule="lambda closest to 1, then the larger tau, then scope prefill, then the smaller beta",
+    plot_x="clvs_lambda", rank=70))
