@@ -3,7 +3,9 @@ match a hand-written eager forward; padded batches equal their rows alone; grids
 bad settings are one clear error."""
 from __future__ import annotations
 
+import json
 import math
+import re
 
 import pytest
 import torch
@@ -300,3 +302,30 @@ def test_every_family_is_registered_as_supported():
     order = sorted([Configuration.of("clvs", clvs_lambda=x).hyperparameters for x in (0.2, 0.9, 0.7)],
                    key=entry.preference_key)
     assert [values["clvs_lambda"] for values in order] == [0.9, 0.7, 0.2]
+
+
+def test_the_command_line_runs_clvs_end_to_end(tmp_path, capsys):
+    """main_aro.py --method base,clvs --model-name toy --limit 4 with a lambda grid: one run folder per
+    configuration, the stop layers in the records, lambda = 1 answering as the baseline, and a +CLVS row
+    in the report with its delta."""
+    import main_aro
+    from evaluation import report
+    from runner.records import read_records
+
+    output = tmp_path / "out"
+    assert main_aro.main(["--method", "base,clvs", "--clvs-lambda", "0.5,1", "--model-name", "toy", "--limit", "4",
+                          "--max-new-tokens", "3", "--data-root", str(tmp_path / "data"),
+                          "--output-dir", str(output)]) == 0
+    folders = {p.name.split("__")[2]: p for p in output.iterdir() if p.is_dir()}
+    assert sorted(folders) == ["base", "clvs_l-0.5_b-0.8_t-0.5", "clvs_l-1_b-0.8_t-0.5"]
+    config = json.loads((folders["clvs_l-0.5_b-0.8_t-0.5"] / "config.json").read_text())
+    assert config["hyperparameters"] == {"clvs_lambda": 0.5, "clvs_beta": 0.8, "clvs_tau": 0.5, "clvs_scope": "all"}
+    records = {name: read_records(folder / "samples.jsonl") for name, folder in folders.items()}
+    smoothed = records["clvs_l-0.5_b-0.8_t-0.5"]
+    assert len(smoothed) == 4 and all(r["stop_layer"] == r["stop_layers"][0] for r in smoothed)
+    assert {r["stop_layer"] for r in smoothed} <= {2, None}  # the toy model has 4 layers: only layer 2 is checked
+    assert [r["generation"] for r in records["clvs_l-1_b-0.8_t-0.5"]] == [r["generation"] for r in records["base"]]
+    capsys.readouterr()
+    assert report.main([str(output)]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"\| \+CLVS \(λ=0\.5, β=0\.8, τ=0\.5\) \| [\d.]+ \([+-][\d.]+\)", table)
