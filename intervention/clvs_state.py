@@ -44,6 +44,7 @@ class _Pass:
     image: (B, kv_len) image-key columns; lam / beta / tau: (B,) per batch row;
     active: (B, r) still smoothing (lam != 1, not stopped); stop_layer: (B, r), NOT_STOPPED if not;
     plan: the rows this editor recomputes (batch rows with an active cell), None once all stopped;
+    all_active: every (row, position) cell is active;
     memory: (B, r, kv_len) float32 head-wise max weights (only its image columns are ever used; None
     before layer 0 finished); staged: this layer's, committed by `finish_layer`.
     """
@@ -58,12 +59,16 @@ class _Pass:
     active: torch.Tensor
     stop_layer: torch.Tensor
     plan: RowPlan | None = None
+    all_active: bool = False
     memory: torch.Tensor | None = None
     staged: torch.Tensor | None = None
 
     def replan(self) -> None:
+        """After `active` changed: the plan of the live rows, and whether every cell is still active (then
+        the per-cell selections are skipped: fewer small ops per layer, which is most of CLVS's cost)."""
         live = torch.nonzero(self.active.any(-1)).flatten()
         self.plan = RowPlan(live, self.rows, self.positions) if live.numel() else None
+        self.all_active = bool(self.active.all())
 
 
 class ClvsState(RowEditor):
@@ -147,18 +152,19 @@ class ClvsState(RowEditor):
         current = self._pass
         if current is None or current.memory is None:
             return probs  # layer 0, or no generating row in this forward
-        batch, index, cells = _cells(current, plan)
-        if cells is None:
+        selection = _cells(current, plan)
+        if selection is None:
             return probs
+        batch, index, cells = selection
         memory, lam, image = current.memory, current.lam, current.image
         if batch is not None:
             memory, lam, image = memory[batch], lam[batch], image[batch]
         if index is not None:
             memory = memory[:, index]
-        lam = lam[:, None, None, None]
-        blended = torch.where(image[:, None, None, :], lam * probs + (1 - lam) * memory[:, None], probs)
+        mixed = torch.lerp(memory[:, None], probs, lam[:, None, None, None])      # lam A + (1 - lam) M
+        blended = torch.where(image[:, None, None, :], mixed, probs)
         blended = blended / blended.sum(dim=-1, keepdim=True)
-        return torch.where(cells[:, None, :, None], blended, probs)
+        return blended if cells is None else torch.where(cells[:, None, :, None], blended, probs)
 
     # -- after each decoder layer --------------------------------------------------------------------
     def finish_layer(self, layer: int, hidden: torch.Tensor) -> None:
@@ -239,13 +245,12 @@ class ClvsState(RowEditor):
 
 
 def _cells(current: _Pass, plan: RowPlan):
-    """For `plan`'s (b, r) cells: (batch rows to gather or None for all, generating-row index to gather or
-    None for all, (b, r) mask of the cells to blend or None if there is none)."""
+    """None if none of `plan`'s (b, r) cells is blended, else (batch rows to gather or None for all,
+    generating-row index to gather or None for all, (b, r) mask of the cells to blend or None for all)."""
     if plan is current.plan:  # this editor's own rows: the generating rows of the live batch rows
-        everyone = len(plan.batch_rows) == current.shape[0]
-        batch = None if everyone else plan.batch_rows
-        cells = current.active if everyone else current.active[batch]
-        return batch, None, cells
+        if current.all_active:
+            return None, None, None
+        return plan.batch_rows, None, current.active[plan.batch_rows]
     index = plan.row_positions.to(current.positions.device) - current.positions[0]
     valid = (index >= 0) & (index < len(current.positions))
     index = index.clamp(0, len(current.positions) - 1)
@@ -258,9 +263,8 @@ def _updated_memory(current: _Pass) -> torch.Tensor:
     """M_0 from layer 0's staged weights, then M_l = beta M_{l-1} + (1 - beta) staged for rows still active."""
     if current.memory is None:
         return current.staged
-    beta = current.beta[:, None, None]
-    updated = beta * current.memory + (1 - beta) * current.staged
-    return torch.where(current.active[..., None], updated, current.memory)
+    updated = torch.lerp(current.staged, current.memory, current.beta[:, None, None])
+    return updated if current.all_active else torch.where(current.active[..., None], updated, current.memory)
 
 
 def lens_entropy(norm: torch.nn.Module, lm_head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
