@@ -9,4 +9,4 @@ every forward, i.e. every generated token too.
 """
 LAMBDA, BETA, TAU = 0.7, 0.8, 0.5
 SCOPE = "all"
-PEER_SOURCE = "the peer's README, both VSR splits (davidbchang/visual-attention-intervention@15a640e)"
+PEER_SOURCE = "the peer's README for both VSR splits, davidbchang/visual-attention-intervention@15a640e"

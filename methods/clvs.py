@@ -11,13 +11,13 @@ from methods.registry import Answer, Configuration, Hyperparameter, Method, Stra
 CLVS_LAMBDA = Hyperparameter(
     "clvs_lambda", float, LAMBDA, "CLVS weight lambda of the layer's own image attention in the blend with the "
     "vision memory (1 is the model itself, 0 replaces it by the memory)",
-    source=f"{PEER}; its script and app default to 0.8", low=0.0, high=1.0, short="l", symbol="λ")
+    source=f"{PEER}: --smoothing; its script and app default to 0.8", low=0.0, high=1.0, short="l", symbol="λ")
 CLVS_BETA = Hyperparameter(
     "clvs_beta", float, BETA, "CLVS memory coefficient beta: M_l = beta M_(l-1) + (1 - beta) max_h A_l",
-    source=f"{PEER} (--window_memory_size)", low=0.0, high=1.0, short="b", symbol="β")
+    source=f"{PEER}: --window_memory_size", low=0.0, high=1.0, short="b", symbol="β")
 CLVS_TAU = Hyperparameter(
     "clvs_tau", float, TAU, "CLVS stop threshold tau on the logit lens's normalised top-10 entropy (0 never stops)",
-    source=f"{PEER} (--uncertainty_threshold)", low=0.0, high=1.0, short="t", symbol="τ")
+    source=f"{PEER}: --uncertainty_threshold", low=0.0, high=1.0, short="t", symbol="τ")
 CLVS_SCOPE = Hyperparameter(
     "clvs_scope", str, SCOPE, "all: smooth the last prompt token and every generated token; prefill: the last "
     "prompt token only", source="the peer smooths every forward's last row; the paper also evaluates captioning",
