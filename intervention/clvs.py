@@ -58,6 +58,10 @@ def check_setting(name: str, value) -> float | torch.Tensor:
     return values if values.numel() > 1 else float(values[0])
 
 
+def check_settings(lam, beta, tau) -> tuple:
+    return check_setting("lam", lam), check_setting("beta", beta), check_setting("tau", tau)
+
+
 _MEANING = {"lam": "the weight kept on the layer's own image attention; 1 leaves the model unchanged",
             "beta": "the weight kept on the memory at each update",
             "tau": "the normalised entropy below which smoothing stops; 0 never stops"}
@@ -84,7 +88,7 @@ class ClvsSmoothing:
     def __init__(self, model_or_vlm, lam=LAMBDA, beta=BETA, tau=TAU, scope: str = SCOPE,
                  prompt: tuple[int, torch.Tensor] | None = None):
         self.model = hf_model(model_or_vlm)
-        self.lam, self.beta, self.tau = check_setting("lam", lam), check_setting("beta", beta), check_setting("tau", tau)
+        self.lam, self.beta, self.tau = check_settings(lam, beta, tau)
         self.scope = check_scope(scope)
         self.prompt = prompt
         self.state: ClvsState | None = None
@@ -190,7 +194,7 @@ class CLVS:
     name = "clvs"
 
     def __init__(self, lam=LAMBDA, beta=BETA, tau=TAU, scope: str = SCOPE):
-        self.lam, self.beta, self.tau = check_setting("lam", lam), check_setting("beta", beta), check_setting("tau", tau)
+        self.lam, self.beta, self.tau = check_settings(lam, beta, tau)
         self.scope = check_scope(scope)
 
     def on(self, model_or_vlm, prompt: tuple[int, torch.Tensor] | None = None) -> ClvsSmoothing:

@@ -204,7 +204,8 @@ def test_one_forward_over_the_answer_equals_step_by_step_generation(vlm, family)
         ids = torch.cat([inputs["input_ids"], tokens[:, :-1]], dim=-1)
         extended = {**inputs, "input_ids": ids, "attention_mask": torch.ones_like(ids)}
         if "mm_token_type_ids" in inputs:
-            extended["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(tokens[:, :-1])], -1)
+            text = torch.zeros_like(tokens[:, :-1])  # the answer tokens are text
+            extended["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], text], dim=-1)
         with ClvsSmoothing(vlm, lam=0.3, tau=tau, prompt=pinned) as clvs, torch.no_grad():
             forward = vlm.model(**extended).logits[:, n - 1:]
         assert (forward - logits).abs().max().item() <= 1e-5
@@ -215,8 +216,8 @@ def test_a_grid_in_one_answer_call_equals_separate_runs(vlm):
     images = [noise_image(40, 30, 0), noise_image(30, 40, 1)]
     prompts = [vlm.build_prompt("Where is the mug?"), vlm.build_prompt("Where is the cat?")]
     configs = [Configuration.of("clvs"), Configuration.of("clvs", clvs_lambda=0.2, clvs_tau=1.0, clvs_beta=0.5),
-               Configuration.of("clvs", clvs_lambda=1.0), Configuration.of("clvs", clvs_lambda=0.2, clvs_scope="prefill"),
-               Configuration.of("base")]
+               Configuration.of("clvs", clvs_lambda=1.0),
+               Configuration.of("clvs", clvs_lambda=0.2, clvs_scope="prefill"), Configuration.of("base")]
     grid = methods.answer(vlm, [None, None], images, prompts, configs, max_new_tokens=3)
     for config in configs:
         alone = methods.answer(vlm, [None, None], images, prompts, [config], max_new_tokens=3)[config]
@@ -228,9 +229,10 @@ def test_a_grid_in_one_answer_call_equals_separate_runs(vlm):
 
 
 def test_bad_settings_are_one_clear_error_line():
+    entry = methods.get_method("clvs")
     cases = [(lambda: Configuration.of("clvs", clvs_lambda=1.5), r"--clvs-lambda 1.5 is outside \[0, 1\]"),
-             (lambda: methods.get_method("clvs").hyperparameter("clvs_tau").parse("0.5,-1"), "--clvs-tau -1 is outside"),
-             (lambda: methods.get_method("clvs").hyperparameter("clvs_scope").parse("decode"), "not one of: prefill, all"),
+             (lambda: entry.hyperparameter("clvs_tau").parse("0.5,-1"), "--clvs-tau -1 is outside"),
+             (lambda: entry.hyperparameter("clvs_scope").parse("decode"), "not one of: prefill, all"),
              (lambda: CLVS(beta=float("nan")), r"CLVS beta must be in \[0, 1\]"),
              (lambda: CLVS(scope="every"), "unknown CLVS scope 'every'")]
     for make, message in cases:
@@ -272,8 +274,9 @@ class _LastRowObserver(RowObserver):
         self.probs[self.module_layers[id(module)]] = probs[0, :, 0]
 
 
-def test_observers_see_the_blended_rows(tiny_factory):
-    """Layer 1 under CLVS: the stock row blended with M_0 = max over heads of layer 0's stock image row."""
+def test_observers_and_returned_weights_see_the_blended_rows(tiny_factory):
+    """Layer 1 under CLVS: the stock row blended with M_0 = max over heads of layer 0's stock image row;
+    output_attentions returns what the observer saw."""
     vlm = VLM.from_loaded(*tiny_factory("llava", lm_layers=LAYERS))
     inputs = one_sample_inputs(vlm, 0)
     image = inputs["input_ids"][0] == vlm.image_token_id
@@ -292,6 +295,10 @@ def test_observers_see_the_blended_rows(tiny_factory):
     expected = expected / expected.sum(-1, keepdim=True)
     assert (seen["clvs"][1] - expected).abs().max().item() <= 1e-5
     assert torch.equal(seen["clvs"][0], seen["stock"][0])  # layer 0 is never blended
+    with ClvsSmoothing(vlm, lam=0.25, tau=0.0), torch.no_grad():  # returned weights: the ones the model used
+        out = vlm.model(**inputs, output_attentions=True)
+    for layer, probs in seen["clvs"].items():
+        assert (out.attentions[layer][0, :, -1] - probs).abs().max().item() <= 1e-5
 
 
 def test_every_family_is_registered_as_supported():
