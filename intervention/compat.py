@@ -16,9 +16,10 @@ Items (transformers 5.23 and 5.24 are tested; see requirements.txt):
    written in place), so a shallow copy of the layers is a safe fork;
 6. Qwen's multimodal rotary positions: `model.model.get_rope_index(input_ids, mm_token_type_ids=...,
    image_grid_thw=..., attention_mask=...)`;
-7. the decoder layers of the language model (`.layers`), called with the residual stream as their first
-   argument (`hidden_states`) and returning it (a tensor, or a tuple whose first item it is): forward hooks
-   on them read the stream after 0..N-1 layers, as `output_hidden_states` reports it (DoLa's early exits);
+7. the logit lens inside the language model (CLVS, DoLa): its decoder layers `language_model.layers`,
+   called with the residual stream as their first argument (`hidden_states`; forward pre-hooks read it,
+   DoLa's layer-0 exit) and returning it (forward hooks see each layer's output, a tensor), and the final
+   norm `language_model.norm` applied before `lm_head` (`get_output_embeddings()`, public);
 8. (behaviour, no name) `generate(logits_processor=[p])` calls `p` at every step on float32 logits, after
    the processors its generation config creates and before the sampling warpers, and an explicit value in
    a passed `GenerationConfig` (e.g. `repetition_penalty=1.0`) is not replaced by the checkpoint's default;
@@ -45,7 +46,8 @@ TESTED_VERSIONS = ("5.23.0", "5.24.0")
 
 __all__ = ["Cache", "repeat_kv", "sdpa_attention_forward", "sdpa_mask", "TransformersChanged", "cache_kwarg",
            "output_cache", "attention_implementation", "attention_weights_requested", "check_cache_layers",
-           "cache_key_values", "fork_cache", "mrope_position_ids", "decoder_layers", "layer_input", "layer_output"]
+           "cache_key_values", "fork_cache", "mrope_position_ids", "decoder_layers", "final_norm",
+           "layer_hidden_states", "layer_input"]
 
 
 class TransformersChanged(ToolkitError):
@@ -148,14 +150,29 @@ def mrope_position_ids(model, inputs) -> torch.Tensor:
     return positions
 
 
-def decoder_layers(model) -> torch.nn.ModuleList:
-    """Item 7: the language model's decoder layers, first to last."""
-    from intervention.lm import language_model  # here: intervention.lm imports this module
-
-    layers = getattr(language_model(model), "layers", None)
+def decoder_layers(language_model) -> torch.nn.ModuleList:
+    """Item 7: the decoder layers of a language model, in order."""
+    layers = getattr(language_model, "layers", None)
     if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
-        raise TransformersChanged(f"where {type(model).__name__} keeps its decoder layers (no language_model.layers)")
+        raise TransformersChanged(f"the decoder layers of {type(language_model).__name__} (no .layers list)")
     return layers
+
+
+def final_norm(language_model) -> torch.nn.Module:
+    """Item 7: the norm the language model applies to the last layer's output before `lm_head`."""
+    norm = getattr(language_model, "norm", None)
+    if not isinstance(norm, torch.nn.Module):
+        raise TransformersChanged(f"the final norm of {type(language_model).__name__} (no .norm module)")
+    return norm
+
+
+def layer_hidden_states(output) -> torch.Tensor:
+    """Item 7: the (B, q, hidden) states a decoder layer returns (a tensor in transformers 5; tuples, as
+    older releases returned, are accepted too)."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3:
+        raise TransformersChanged(f"what a decoder layer returns (got {type(output).__name__})")
+    return hidden
 
 
 def layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
@@ -163,14 +180,6 @@ def layer_input(args: tuple, kwargs: dict) -> torch.Tensor:
     hidden = args[0] if args else kwargs.get("hidden_states")
     if not isinstance(hidden, torch.Tensor):
         raise TransformersChanged("how decoder layers are called (no hidden_states argument)")
-    return hidden
-
-
-def layer_output(output) -> torch.Tensor:
-    """Item 7: the residual stream a decoder layer returns, from a forward hook's output."""
-    hidden = output[0] if isinstance(output, tuple) else output
-    if not isinstance(hidden, torch.Tensor):
-        raise TransformersChanged(f"what decoder layers return ({type(output).__name__}, not a tensor)")
     return hidden
 
 

@@ -45,6 +45,7 @@ from transformers import BatchFeature
 
 from common.errors import ToolkitError
 from intervention import compat
+from intervention.lm import language_model
 from methods.decoding import ScoreProcessor, answer_lengths, generate_scored
 from methods.registry import Answer, Hyperparameter, Method, Strategy, register
 
@@ -159,7 +160,7 @@ class EarlyExits:
     layers, for each j of `layers` (0 = the input of the first layer, i.e. the embeddings)."""
 
     def __init__(self, model, layers: list[int]):
-        self.decoder_layers = compat.decoder_layers(model)
+        self.decoder_layers = compat.decoder_layers(language_model(model))
         self.layers = layers
         self.states: dict[int, torch.Tensor] = {}
         self._handles: list = []
@@ -182,7 +183,7 @@ class EarlyExits:
         self._keep(0, compat.layer_input(args, kwargs))
 
     def _after(self, j: int, module, args, output) -> None:
-        self._keep(j, compat.layer_output(output))
+        self._keep(j, compat.layer_hidden_states(output))
 
     def _keep(self, j: int, hidden: torch.Tensor) -> None:
         self.states[j] = hidden[:, -1].clone()  # a copy: a view would keep the whole prompt's states alive
@@ -246,7 +247,7 @@ class DoLa:
         model = vlm.model
         output, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
         tied = output.weight.data_ptr() == embeddings.weight.data_ptr()
-        return candidate_layers(self.layers, len(compat.decoder_layers(model)), tied)
+        return candidate_layers(self.layers, len(compat.decoder_layers(language_model(model))), tied)
 
     def run(self, vlm, inputs: BatchFeature, max_new_tokens: int) -> list[DoLaAnswer]:
         candidates = self.candidates(vlm)

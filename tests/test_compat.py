@@ -158,18 +158,52 @@ def test_item6_a_model_without_get_rope_index_is_reported(tiny_factory):
         compat.mrope_position_ids(model, {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
 
 
+def test_item7_logit_lens_inside_the_language_model(tiny_vlm):
+    """Forward hooks on the decoder layers see each layer's output, and the final norm then lm_head on the
+    last layer's output are the model's own logits: the logit lens CLVS applies to intermediate layers."""
+    from intervention.lm import language_model
+
+    model, inputs = tiny_vlm.model, two_sample_inputs(tiny_vlm)
+    lm = language_model(model)
+    layers = compat.decoder_layers(lm)
+    assert len(layers) == model.config.get_text_config().num_hidden_layers
+    outputs = []
+    hooks = [layer.register_forward_hook(lambda m, a, out: outputs.append(compat.layer_hidden_states(out)))
+             for layer in layers]
+    try:
+        with torch.no_grad():
+            logits = model(**inputs).logits
+            lens = model.get_output_embeddings()(compat.final_norm(lm)(outputs[-1]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(outputs) == len(layers)
+    assert (lens - logits).abs().max().item() <= 1e-5
+
+
+def test_item7_a_language_model_without_layers_or_norm_is_reported():
+    with pytest.raises(TransformersChanged, match="decoder layers"):
+        compat.decoder_layers(torch.nn.Linear(1, 1))
+    with pytest.raises(TransformersChanged, match="final norm"):
+        compat.final_norm(torch.nn.Linear(1, 1))
+    with pytest.raises(TransformersChanged, match="what a decoder layer returns"):
+        compat.layer_hidden_states((None,))
+
+
 def test_item7_hooks_on_decoder_layers_read_the_residual_stream(tiny_vlm):
     """A pre-hook on the first decoder layer and a hook after layer j see what output_hidden_states reports
     as hidden_states[0] (the embeddings) and hidden_states[j + 1] (before the final norm)."""
+    from intervention.lm import language_model
+
     model, inputs = tiny_vlm.model, two_sample_inputs(tiny_vlm)
-    layers = compat.decoder_layers(model)
+    layers = compat.decoder_layers(language_model(model))
     seen = {}
 
     def before_first(module, args, kwargs):
         seen[0] = compat.layer_input(args, kwargs)
 
     def after(j, module, args, output):
-        seen[j + 1] = compat.layer_output(output)
+        seen[j + 1] = compat.layer_hidden_states(output)
 
     handles = [layers[0].register_forward_pre_hook(before_first, with_kwargs=True)]
     handles += [layer.register_forward_hook(functools.partial(after, j)) for j, layer in enumerate(layers)]
@@ -186,21 +220,9 @@ def test_item7_hooks_on_decoder_layers_read_the_residual_stream(tiny_vlm):
     assert torch.allclose(final_norm(seen[len(layers)]), out.hidden_states[-1], atol=1e-6)
 
 
-def test_item7_a_model_without_decoder_layers_is_reported():
-    class Inner(torch.nn.Module):
-        layers = None
-
-    class Model(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.language_model = Inner()
-
-    with pytest.raises(TransformersChanged, match="decoder layers"):
-        compat.decoder_layers(Model())
+def test_item7_a_decoder_layer_called_without_hidden_states_is_reported():
     with pytest.raises(TransformersChanged, match="hidden_states"):
         compat.layer_input((), {})
-    with pytest.raises(TransformersChanged, match="what decoder layers return"):
-        compat.layer_output(("not a tensor",))
 
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
