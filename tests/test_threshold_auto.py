@@ -176,6 +176,14 @@ def test_select_hands_the_val_threshold_to_the_test_run(tmp_path, data_root, mod
     assert config_of(test_run)["threshold"] == chosen and "threshold_auto" not in config_of(test_run)
 
 
+def test_select_without_the_checkpoint_asks_for_the_resolved_prompt_format(tmp_path, capsys):
+    assert select_cli.main(["--output-dir", str(tmp_path), "--model-path", str(tmp_path / "gone"), "--dataset",
+                            "VSR", "--method", "adapt_vis"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --prompt-format auto needs the model's processor") and err.count("\n") == 1
+    assert "pass the resolved --prompt-format" in err
+
+
 def test_auto_outside_yes_no_tasks_is_one_line_before_anything_loads(tmp_path, capsys, caplog):
     caplog.set_level(logging.INFO)
     assert main_aro.main(["--output-dir", str(tmp_path), "--dataset", "Controlled_Images_A", *ADAPT,
