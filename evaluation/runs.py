@@ -23,7 +23,8 @@ from typing import Any, Iterable, Optional
 from common.errors import ToolkitError
 from dataset_zoo.catalog import VSR, get_spec
 from model_zoo.registry import auto_prompt_format
-from runner.config import RESULT_SETTINGS, RunConfig, format_number
+# format_number: the report and the selection import it from here.
+from runner.config import RESULT_SETTINGS, RunConfig, format_number  # noqa: F401
 from runner.records import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
