@@ -11,6 +11,7 @@ head, read through the registered attention function as a `RowObserver`, only wh
 
     result = capture(vlm, inputs, image_sizes=[im.size for im in images], alpha=0.8)   # generate + capture
     result.samples[0].image_grid()   # (layers, heads, rows, cols) on the model's image-token grid
+    result.generation.texts, result.generation.confidence
 
 The numbers are the rows the model computes (the observer is handed the attention function's own logits and
 float32 probabilities, an active editor's changes included), and observing never changes an output: the SDPA
@@ -205,11 +206,9 @@ class capture_attention:
 
 
 @dataclass
-class CaptureResult:
-    """What `capture` returns: one `CapturedAttention` per row, the greedy continuations (new token ids and
-    text) and the first generated token's logits (B, vocab) under the capture's alpha."""
+class Generation:
+    """A greedy generation: the new token ids, their text, and the first generated token's logits (B, vocab)."""
 
-    samples: list[CapturedAttention]
     new_tokens: torch.Tensor
     texts: list[str]
     first_logits: torch.Tensor = field(repr=False)
@@ -220,23 +219,37 @@ class CaptureResult:
         return torch.softmax(self.first_logits.float(), dim=-1).max(dim=-1).values
 
 
+def generate_at(vlm, inputs, alpha: float | Sequence[float] | torch.Tensor = 1.0, scope: str = "prefill",
+                max_new_tokens: int = 1) -> Generation:
+    """Greedy generation of a prepared batch under ScalingVis at `alpha` (the stock model when it is 1)."""
+    alpha = validate_alpha(alpha)
+    extra = dict(output_logits=True, return_dict_in_generate=True)
+    if bool((torch.as_tensor(alpha) != 1.0).any()):
+        with ScalingVis(vlm, alpha=alpha, scope=scope):
+            out = vlm.generate_ids(inputs, max_new_tokens, **extra)
+    else:
+        out = vlm.generate_ids(inputs, max_new_tokens, **extra)
+    n = inputs["input_ids"].shape[1]
+    return Generation(out.sequences[:, n:], vlm.decode_new_tokens(out.sequences, n), out.logits[0])
+
+
+@dataclass
+class CaptureResult:
+    """What `capture` returns: one `CapturedAttention` per row and the generation they were captured in."""
+
+    samples: list[CapturedAttention]
+    generation: Generation
+
+
 def capture(vlm, inputs, *, image_sizes: Optional[Sequence[tuple[int, int]]] = None,
             alpha: float | Sequence[float] | torch.Tensor = 1.0, scope: str = "prefill",
             max_new_tokens: int = 1, generated: bool = False) -> CaptureResult:
-    """Greedy generation of a prepared batch with attention captured (and ScalingVis at `alpha` when it is not
-    1), answering and capturing in one pass. `image_sizes` (original (width, height) per row) attaches each
-    sample's image geometry."""
-    alpha = validate_alpha(alpha)
-    scaled = bool((torch.as_tensor(alpha) != 1.0).any())
+    """Greedy generation of a prepared batch (under ScalingVis at `alpha`) with attention captured: answering
+    and capturing in one pass. `image_sizes` (original (width, height) per row) attaches each sample's image
+    geometry."""
     with capture_attention(vlm, generated=generated) as cap:
-        if scaled:
-            with ScalingVis(vlm, alpha=alpha, scope=scope):
-                out = vlm.generate_ids(inputs, max_new_tokens, output_logits=True, return_dict_in_generate=True)
-        else:
-            out = vlm.generate_ids(inputs, max_new_tokens, output_logits=True, return_dict_in_generate=True)
+        generation = generate_at(vlm, inputs, alpha, scope, max_new_tokens)
     if image_sizes is not None:
         for sample, geometry in zip(cap.samples, image_geometries(vlm, inputs, image_sizes)):
             sample.geometry = geometry
-    new_tokens = out.sequences[:, inputs["input_ids"].shape[1]:]
-    return CaptureResult(cap.samples, new_tokens, vlm.decode_new_tokens(out.sequences, inputs["input_ids"].shape[1]),
-                         out.logits[0])
+    return CaptureResult(cap.samples, generation)
