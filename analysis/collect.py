@@ -30,7 +30,6 @@ class Collection:
 
     base: CaptureStore
     method: Optional[CaptureStore]
-    configuration: Optional[Configuration]
 
     def stores(self) -> list[CaptureStore]:
         return [store for store in (self.base, self.method) if store is not None]
@@ -68,7 +67,7 @@ def collect(vlm, samples: Sequence[Sample], configuration: Optional[Configuratio
     method = None if configuration is None else CaptureStore(
         root / configuration.label(), {**settings, "configuration": configuration.label(),
                                        "values": configuration.hyperparameters})
-    collection = Collection(base, method, configuration)
+    collection = Collection(base, method)
     if all(store.is_complete(len(samples)) for store in collection.stores()):
         return collection
     for store in collection.stores():

@@ -14,8 +14,10 @@ from typing import Optional
 from analysis.collect import Collection, collect
 from analysis.runs import RunSet, load_run_sets
 from common.errors import ToolkitError
+from dataset_zoo import LoadedDataset, get_dataset
 from main_aro import config_from_args
 from methods import Configuration
+from model_zoo import get_model
 from runner.config import RunConfig, expand_methods, parse_list, validate
 
 
@@ -62,35 +64,40 @@ class Context:
 
     @cached_property
     def vlm(self):
-        from model_zoo import get_model
-
         config = self.run_config
         return get_model(config.model_path or config.model_name, dtype=config.dtype, device=config.device,
                          device_map=config.device_map, revision=config.revision,
                          prompt_format=config.prompt_format)
 
     @cached_property
-    def samples(self) -> list:
-        from dataset_zoo import get_dataset
-
+    def dataset(self) -> LoadedDataset:
         config = self.run_config
-        dataset = get_dataset(config.dataset, root=config.data_root, split=config.split, option=config.option,
-                              download=config.download, seed=config.seed, prompt_dir=config.prompt_dir,
-                              prompt_variant=config.prompt_variant, vsr_split=config.vsr_split,
-                              vsr_paper_resize=config.vsr_paper_resize)
-        self.dataset_info = dataset.info
-        samples = list(dataset[:config.limit] if config.limit else dataset)
+        return get_dataset(config.dataset, root=config.data_root, split=config.split, option=config.option,
+                           download=config.download, seed=config.seed, prompt_dir=config.prompt_dir,
+                           prompt_variant=config.prompt_variant, vsr_split=config.vsr_split,
+                           vsr_paper_resize=config.vsr_paper_resize)
+
+    @property
+    def split(self) -> str:
+        """The split analysed, as resolved by the data layer (an unset --split depends on TEST_MODE)."""
+        return self.dataset.info["split"]
+
+    @cached_property
+    def samples(self) -> list:
+        limit = self.run_config.limit
+        samples = list(self.dataset[:limit] if limit else self.dataset)
         if not samples:
-            raise ToolkitError(f"{config.dataset} ({dataset.info['split']} split) has no samples to analyse")
+            raise ToolkitError(f"{self.run_config.dataset} ({self.split} split) has no samples to analyse")
         return samples
 
     @cached_property
     def collection(self) -> Collection:
         config = self.run_config
         settings = {"model": config.model_path or config.model_name, "dataset": config.dataset,
-                    "split": config.split, "limit": config.limit, "option": config.option, "seed": config.seed,
+                    "split": self.split, "limit": config.limit, "option": config.option, "seed": config.seed,
                     "prompt_format": config.prompt_format, "prompt_variant": config.prompt_variant,
-                    "dtype": config.dtype, "revision": config.revision}
+                    "prompt_dir": config.prompt_dir, "vsr_split": config.vsr_split,
+                    "vsr_paper_resize": config.vsr_paper_resize, "dtype": config.dtype, "revision": config.revision}
         root = Path(self.args.capture_dir) if self.args.capture_dir else self.out / "captures"
         return collect(self.vlm, self.samples, self.method, root, settings, batch_size=config.batch_size,
                        max_new_tokens=config.max_new_tokens, match=config.match)
@@ -99,8 +106,7 @@ class Context:
     def subject(self) -> str:
         """What was analysed, for captions: "toy on Synthetic_Controlled_A (all split, 48 samples)"."""
         config = self.run_config
-        split = getattr(self, "dataset_info", {}).get("split", config.split or "all")
-        return f"{config.model_label} on {config.dataset} ({split} split, {len(self.samples)} samples)"
+        return f"{config.model_label} on {config.dataset} ({self.split} split, {len(self.samples)} samples)"
 
     def method_label(self) -> str:
         return "baseline only" if self.method is None else f"baseline vs {self.method.label()}"
@@ -154,8 +160,8 @@ class Context:
                 continue
             name = "base" if configuration is None else configuration.method
             values = {} if configuration is None else configuration.hyperparameters
-            sets.append(RunSet(store.label, config.dataset, config.model_label, name, values,
-                               config.split or "all", store.records(), {"dataset": config.dataset}))
+            sets.append(RunSet(store.label, config.dataset, config.model_label, name, values, self.split,
+                               store.records(), {"dataset": config.dataset}))
         return sets
 
     def image_of(self, record: dict, run_set: RunSet):
@@ -169,8 +175,6 @@ class Context:
             return None
 
     def _run_samples(self, run_set: RunSet) -> dict:
-        from dataset_zoo import get_dataset
-
         key = run_set.label
         if key not in self._datasets:
             config = run_set.config

@@ -54,8 +54,9 @@ def compare(ctx) -> list:
     reference, other = _pair(sets)
     fixed, broken = fixed_and_broken(reference.records, other.records)
     examples = [("fixed", pair) for pair in fixed[:EXAMPLES]] + [("broken", pair) for pair in broken[:EXAMPLES]]
-    fig = plt.figure(figsize=(max(8, 1.8 * len(examples)), 5.5), layout="constrained")
-    grid = fig.add_gridspec(2, max(1, len(examples)), height_ratios=[1.2, 1])
+    panels = 2 if examples else 1  # no fixed or broken case: the summary alone
+    fig = plt.figure(figsize=(max(8, 1.8 * len(examples)), 3 + 2.5 * (panels - 1)), layout="constrained")
+    grid = fig.add_gridspec(panels, max(1, len(examples)), height_ratios=[1.2, 1][:panels])
     rows = _summary_panel(fig.add_subplot(grid[0, :]), sets)
     for column, (kind, (before, after)) in enumerate(examples):
         _thumbnail(fig.add_subplot(grid[1, column]), ctx.image_of(before, reference), before, after, kind)

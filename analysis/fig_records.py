@@ -32,8 +32,8 @@ def per_relation(records: list[dict], field: str) -> dict[str, float]:
 
 def _sweep_from_model(ctx) -> tuple[dict[float, list[dict]], str]:
     weights = {c.get("weight") for c in ctx.configurations if c.method == "scaling_vis"}
-    # one weight is the method compared elsewhere (e.g. in `all`); a sweep needs a list (--weight 0.5,0.8,...)
-    alphas = sorted({1.0, *weights}) if len(weights) > 1 else list(DEFAULT_ALPHAS)
+    # a list (--weight 0.5,0.8,...) is the sweep; one weight (the method compared in `all`) joins the default grid
+    alphas = sorted({1.0, *weights} if len(weights) > 1 else {*DEFAULT_ALPHAS, *weights})
     config = ctx.run_config
     found = answers_at(ctx.vlm, ctx.samples, alphas, batch_size=config.batch_size,
                        max_new_tokens=config.max_new_tokens, match=config.match, scope=config.scope)

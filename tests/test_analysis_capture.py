@@ -56,6 +56,8 @@ def test_captured_rows_are_the_models_attention_with_and_without_scalingvis(tiny
     for alpha in (None, [0.5, 2.0]):
         result = capture(vlm, inputs, alpha=1.0 if alpha is None else alpha, max_new_tokens=3, generated=True)
         assert len(result.samples) == 2 and all(len(s.rows) == 3 for s in result.samples)
+        if alpha is None:
+            assert result.generation.texts == vlm.generate(inputs, 3)
         _check_against(_eager_attentions(vlm, inputs, alpha, 3), result, inputs)
         for sample in result.samples:
             expected = torch.nonzero(inputs["input_ids"][sample.row] == vlm.image_token_id).flatten().numpy()

@@ -124,6 +124,22 @@ def test_overlap_auroc_reads_boxes_from_coco_instance_annotations(tiny_llava, tm
     assert {r["n"] for r in rows} == {"4"} and {r["n_without_boxes"] for r in rows} == {"0"}
     overlaps = json.loads((out / "overlap-auroc" / "overlap-auroc.json").read_text())["baseline"]
     assert len(overlaps) == 4 and all(0.0 <= v <= 1.0 for s in overlaps.values() for v in s["overlap"])
+    # the same boxes as a boxes JSON (dataset_zoo/boxes.py schema) give the same overlaps
+    coco = json.loads(instances.read_text())
+    names = {c["id"]: c["name"] for c in coco["categories"]}
+    files = {i["id"]: i["file_name"] for i in coco["images"]}
+    boxes: dict = {}
+    for a in coco["annotations"]:
+        x, y, w, h = a["bbox"]
+        boxes.setdefault(files[a["image_id"]], {})[names[a["category_id"]]] = [x, y, x + w, y + h]
+    for entry in boxes.values():
+        entry.pop("person", None)  # a boxes JSON lists only the objects the question refers to
+    (tmp_path / "boxes.json").write_text(json.dumps(boxes))
+    again = tmp_path / "again"
+    assert main(["overlap-auroc", "--model-path", str(tiny_llava), "--dataset", "COCO_QA_two_obj", "--data-root",
+                 str(data), "--boxes-json", str(tmp_path / "boxes.json"), "--max-new-tokens", "2", "--out",
+                 str(again), "--capture-dir", str(out / "captures"), "--dpi", "40"]) == 0
+    assert json.loads((again / "overlap-auroc" / "overlap-auroc.json").read_text())["baseline"] == overlaps
 
 
 def _records(pairs: list[tuple[str, str | None]], confidence: float = 0.9) -> list[dict]:
