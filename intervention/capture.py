@@ -40,6 +40,7 @@ from intervention.lm import RegisteredAttention, hf_model, lm_attention_modules
 from intervention.rows import RowObserver, RowPlan
 from intervention.scaling_vis import ScalingVis, validate_alpha
 from model_zoo.geometry import image_geometries
+from model_zoo.geometry_types import ImageGeometry
 
 
 @dataclass
@@ -56,12 +57,12 @@ class AttentionRow:
 @dataclass
 class CapturedAttention:
     """Everything captured for one prompt row: `rows[0]` is the last prompt token, then generated tokens.
-    `geometry` (a `model_zoo.geometry_types.ImageGeometry`) is attached by `capture` when image sizes are given."""
+    `geometry` is attached by `capture` when image sizes are given."""
 
     row: int
     image_positions: np.ndarray
     rows: list[AttentionRow]
-    geometry: Optional[object] = None
+    geometry: Optional[ImageGeometry] = None
 
     def image_grid(self, step: int = 0, values: Optional[np.ndarray] = None) -> np.ndarray:
         """(layers, heads, rows, cols): `values` (default the post-softmax image attention of `rows[step]`)

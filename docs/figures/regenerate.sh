@@ -2,7 +2,7 @@
 # Regenerates the README's example figures (docs/figures/<figure>.png) from the shipped toy model on the
 # synthetic Controlled-A scenes: one `python -m analysis all` run, then the first PNG of each figure copied here.
 # ScalingVis at alpha = 0.2 (a strong smoothing) so that the toy model, which already attends to the right
-# place, changes some answers. About 2 minutes on 2 idle CPU cores. Usage: bash docs/figures/regenerate.sh
+# place, changes some answers. About 30 s on 2 idle CPU cores. Usage: bash docs/figures/regenerate.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work="$(mktemp -d)"
