@@ -97,14 +97,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    failed: dict[str, list[str]] = {}  # message -> the figures it stopped (a shared cause is reported once)
     try:
         ctx = Context(args)
         for figure in _selected(args, ctx):
-            written = figure.render(ctx)
+            try:
+                written = figure.render(ctx)
+            except ToolkitError as err:
+                if args.figure != "all":
+                    raise
+                failed.setdefault(str(err), []).append(figure.name)  # `all` draws what it can
+                continue
             folder = written[0].parent
             caption = (folder / "caption.txt").read_text(encoding="utf-8").strip()
             print(f"{figure.name}: {caption}\n  -> {folder}/ ({len(written)} files)", flush=True)
     except ToolkitError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        failed.setdefault(str(err), [])
+    for message, figures in failed.items():
+        print(f"error: {', '.join(figures) + ': ' if figures else ''}{message}", file=sys.stderr)
+    return 2 if failed else 0

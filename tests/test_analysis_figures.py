@@ -180,3 +180,14 @@ def test_command_line_errors_are_one_line_with_status_2(tmp_path, capsys):
         main(["no-such-figure"])
     assert exit_info.value.code == 2
     assert main(["errors", "--runs", str(tmp_path / "missing")]) == 2
+
+
+def test_all_on_run_folders_draws_what_the_records_allow_and_names_the_rest(tmp_path, capsys):
+    runs = tmp_path / "output"
+    runs.mkdir()
+    write_run(runs, dataset="Controlled_Images_A", method="adapt_vis", weight1=0.5, weight2=1.5, threshold=0.4,
+              samples=_records(BASE))
+    assert main(["all", "--runs", str(runs), "--out", str(tmp_path / "figures"), "--dpi", "30"]) == 2
+    captured = capsys.readouterr()
+    assert "errors: " in captured.out and "relation-confidence: " in captured.out
+    assert "error: alpha-sweep: " in captured.err and "error: compare: " in captured.err
