@@ -123,3 +123,35 @@ def test_grid_reshape_coverage_and_serialisation_on_a_known_layout(tiny_factory)
     restored = ImageGeometry.from_json(geometry.to_json())
     assert np.allclose(restored.token_boxes(), geometry.token_boxes())
     assert np.array_equal(restored.to_grid(np.arange(6)), geometry.to_grid(np.arange(6)))
+
+
+def test_llava_processor_padding_to_a_square_keeps_the_whole_image(tiny_factory):
+    from transformers import LlavaImageProcessorPil, LlavaProcessor
+
+    model, processor = tiny_factory("llava", image_size=56)
+    padded = LlavaProcessor(image_processor=LlavaImageProcessorPil(
+        size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56}, do_pad=True),
+        tokenizer=processor.tokenizer, chat_template=processor.chat_template, patch_size=14,
+        vision_feature_select_strategy="default", num_additional_image_tokens=1, image_token="<image>")
+    vlm = VLM.from_loaded(model, padded)
+    for x, y in ((5, 20), (80, 40), (45, 2)):  # the corners LLaVA-1.5's plain center crop would drop
+        inputs = _prepare(vlm, [_marked(x, y)])
+        geometry = image_geometries(vlm, inputs, [(WIDTH, HEIGHT)])[0]
+        token = _brightest_token(vlm, inputs, geometry, 0)
+        x0, y0, x1, y1 = geometry.token_boxes()[token]
+        assert x0 < x + SQUARE and x1 > x and y0 < y + SQUARE and y1 > y
+    assert not np.isnan(geometry.paint(np.ones(geometry.n_tokens))).any()
+
+
+def test_llava_full_feature_strategy_puts_the_cls_token_first_without_a_cell(tiny_factory):
+    from transformers import LlavaProcessor
+
+    model, processor = tiny_factory("llava", image_size=56)
+    full = LlavaProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
+                          chat_template=processor.chat_template, patch_size=14, vision_feature_select_strategy="full",
+                          num_additional_image_tokens=1, image_token="<image>")
+    vlm = VLM.from_loaded(model, full)
+    inputs = _prepare(vlm, [_marked(40, 20)])
+    geometry = image_geometries(vlm, inputs, [(WIDTH, HEIGHT)])[0]
+    assert geometry.n_tokens == 17 and geometry.token_grid[0] == -1 and np.isnan(geometry.token_boxes()[0]).all()
+    assert geometry.grid_tokens().tolist() == np.arange(1, 17).reshape(4, 4).tolist()
