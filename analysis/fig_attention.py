@@ -20,37 +20,39 @@ def _layers_axis(n_layers: int) -> np.ndarray:
     return np.arange(n_layers)
 
 
+MASSES = ("image_mass", "text_mass", "image_per_token", "text_per_token")
+
+
+def store_masses(store) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer, mean and std over samples of the last prompt token's image and text attention mass and of
+    the mass per image / text token (each sample divided by its own token counts)."""
+    values = {name: [] for name in MASSES}
+    for _, captured in store:
+        row = captured.rows[0]
+        image, text = layer_masses(row)
+        for name, value in zip(MASSES, (image, text, image / row.image.shape[-1], text / row.text.shape[-1])):
+            values[name].append(value)
+    return {name: mean_and_spread(found) for name, found in values.items()}
+
+
 def attention_mass(ctx) -> list:
-    per_store = {}
-    for store in ctx.collection.stores():
-        images, texts, image_tokens, text_tokens = [], [], [], []
-        for _, captured in store:
-            row = captured.rows[0]
-            image, text = layer_masses(row)
-            images.append(image)
-            texts.append(text)
-            image_tokens.append(row.image.shape[-1])
-            text_tokens.append(row.text.shape[-1])
-        per_store[ctx.store_label(store)] = (images, texts, np.mean(image_tokens), np.mean(text_tokens))
-    n_layers = len(next(iter(per_store.values()))[0][0])
-    layers = _layers_axis(n_layers)
+    masses = {ctx.store_label(store): store_masses(store) for store in ctx.collection.stores()}
+    layers = _layers_axis(len(next(iter(masses.values()))["image_mass"][0]))
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), gridspec_kw={"width_ratios": [2, 1]},
                                       layout="constrained")
-    series, rows, bars = {}, [], {}
-    for label, (images, texts, n_image, n_text) in per_store.items():
-        image, text = mean_and_spread(images), mean_and_spread(texts)
-        series[f"image keys ({label})"], series[f"text keys ({label})"] = image, text
-        bars[label] = (image[0].mean() / n_image, text[0].mean() / n_text)
-        rows += [{"configuration": label, "layer": int(layer), "image_mass": image[0][layer],
-                  "image_mass_std": image[1][layer], "text_mass": text[0][layer], "text_mass_std": text[1][layer],
-                  "image_per_token": image[0][layer] / n_image, "text_per_token": text[0][layer] / n_text,
-                  "image_tokens": n_image, "text_tokens": n_text} for layer in layers]
+    series, rows = {}, []
+    for label, found in masses.items():
+        series[f"image keys ({label})"], series[f"text keys ({label})"] = found["image_mass"], found["text_mass"]
+        rows += [{"configuration": label, "layer": int(layer),
+                  **{name: found[name][0][layer] for name in MASSES},
+                  **{f"{name}_std": found[name][1][layer] for name in MASSES}} for layer in layers]
     line_plot(left, layers, series, xlabel="language-model layer", ylabel="attention mass (sum over keys)",
               title="last prompt token: image vs text keys")
-    width = 0.8 / len(bars)
-    for i, (label, (per_image, per_text)) in enumerate(bars.items()):
-        right.bar(np.arange(2) + i * width, [per_image, per_text], width, label=label)
-    right.set_xticks(np.arange(2) + width * (len(bars) - 1) / 2, ["image token", "text token"])
+    width = 0.8 / len(masses)
+    for i, (label, found) in enumerate(masses.items()):
+        right.bar(np.arange(2) + i * width, [found["image_per_token"][0].mean(), found["text_per_token"][0].mean()],
+                  width, label=label)
+    right.set_xticks(np.arange(2) + width * (len(masses) - 1) / 2, ["image token", "text token"])
     right.set_title("mean attention per token (all layers)", fontsize=9)
     right.legend(fontsize=7)
     caption = (f"Attention of the last prompt token to image vs text keys per layer (sum over keys, mean over heads "
