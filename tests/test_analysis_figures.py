@@ -191,3 +191,19 @@ def test_all_on_run_folders_draws_what_the_records_allow_and_names_the_rest(tmp_
     captured = capsys.readouterr()
     assert "errors: " in captured.out and "relation-confidence: " in captured.out
     assert "error: alpha-sweep: " in captured.err and "error: compare: " in captured.err
+
+
+def test_adaptvis_captures_each_sample_at_the_alpha_its_rule_chose(model_argv, tmp_path):
+    argv = [*model_argv, "--out", str(tmp_path)]
+    method = argv.index("--method")
+    argv[method:method + 4] = ["--method", "adapt_vis", "--weight1", "0.5", "--weight2", "1.5", "--threshold", "0.4"]
+    argv[argv.index("--capture-dir") + 1] = str(tmp_path / "captures")
+    assert main(["layer-lines", *argv]) == 0
+    stores = {p.name: p for p in (tmp_path / "captures").iterdir()}
+    label = next(name for name in stores if name.startswith("adapt_vis"))
+    records = [json.loads(line) for line in (stores[label] / "records.jsonl").read_text().splitlines()]
+    base = [json.loads(line) for line in (stores["base"] / "records.jsonl").read_text().splitlines()]
+    for record, stock in zip(records, base):
+        assert record["confidence_base"] == pytest.approx(stock["confidence"])
+        assert record["alpha"] == (0.5 if round(stock["confidence"], 2) < 0.4 else 1.5)
+        assert record["branch"] in ("smooth", "sharpen")
