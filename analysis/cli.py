@@ -25,7 +25,7 @@ from analysis.context import Context
 from analysis.figures import FIGURES, MODEL
 from common.cli import OneLineParser
 from common.errors import ToolkitError
-from main_aro import build_parser as evaluation_parser
+from runner.cli import build_parser as evaluation_parser
 
 logger = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from analysis.store import CaptureStore
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
-from evaluation import judge
+from scoring import judge
 from intervention.capture import Generation, capture, generate_at
 from methods import Configuration
 from methods.alpha import AlphaMethod

@@ -15,21 +15,10 @@ from analysis.collect import Collection, collect
 from analysis.runs import RunSet, load_run_sets
 from common.errors import ToolkitError
 from dataset_zoo import LoadedDataset, get_dataset
-from main_aro import config_from_args
 from methods import Configuration
 from model_zoo import get_model
+from runner.cli import config_from_args
 from runner.config import RunConfig, expand_methods, parse_list, validate
-
-
-def configuration_of(spec, config: RunConfig) -> Configuration:
-    """The method registry's configuration of a runner `MethodSpec` (the runner's flags carry scope and rounding
-    for every method; the registry keeps them with the methods that take them)."""
-    values = {name: value for name, value in spec.hyperparameters().items() if value is not None}
-    if spec.method != "base":
-        values["scope"] = config.scope
-    if spec.method == "adapt_vis":
-        values["round_confidence"] = not config.no_round_confidence
-    return Configuration.of(spec.method, **values)
 
 
 class Context:
@@ -51,8 +40,7 @@ class Context:
     @cached_property
     def configurations(self) -> list[Configuration]:
         """Every configuration the method flags ask for (a grid expands), the baseline left out."""
-        return [configuration_of(spec, self.run_config) for spec in expand_methods(self.run_config)
-                if spec.method != "base"]
+        return [configuration for configuration in expand_methods(self.run_config) if configuration.method != "base"]
 
     @property
     def method(self) -> Optional[Configuration]:

@@ -35,8 +35,9 @@ def _sweep_from_model(ctx) -> tuple[dict[float, list[dict]], str]:
     # a list (--weight 0.5,0.8,...) is the sweep; one weight (the method compared in `all`) joins the default grid
     alphas = sorted({1.0, *weights} if len(weights) > 1 else {*DEFAULT_ALPHAS, *weights})
     config = ctx.run_config
+    scope = ctx.method.get("scope", "prefill") if ctx.method is not None else "prefill"
     found = answers_at(ctx.vlm, ctx.samples, alphas, batch_size=config.batch_size,
-                       max_new_tokens=config.max_new_tokens, match=config.match, scope=config.scope)
+                       max_new_tokens=config.max_new_tokens, match=config.match, scope=scope)
     return found, ctx.subject
 
 

@@ -32,7 +32,7 @@ class RunSet:
 
 def run_label(run: RunRecord) -> str:
     """`base`, `scaling_vis weight=0.8`, `adapt_vis weight1=0.5 weight2=1.5 threshold=0.4`."""
-    values = " ".join(f"{name}={format_number(value)}" for name, value in run.hyperparameters.items())
+    values = " ".join(f"{name}={format_number(value)}" for name, value in run.labelled.items())
     return f"{run.method} {values}".strip()
 
 
@@ -43,7 +43,10 @@ def load_run_sets(paths: Sequence[str]) -> list[RunSet]:
         if (path / CONFIG_FILE).is_file():
             if not (path / RESULTS_FILE).is_file():
                 raise ToolkitError(f"{path} is not finished (no {RESULTS_FILE}); rerun its command to finish it")
-            runs.append(read_run(path))
+            run = read_run(path)
+            if run is None:
+                raise ToolkitError(f"{path}: its method is not one this version knows; see the log")
+            runs.append(run)
         else:
             runs.extend(load_runs(path))
     sets = []
