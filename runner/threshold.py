@@ -24,7 +24,7 @@ from common.errors import ToolkitError
 from dataset_zoo.base import Sample
 from methods import Configuration
 from runner.config import AUTO, RunConfig, run_name
-from runner.records import RunFolder, read_records
+from runner.records import SAMPLES_FILE, RunFolder, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def recorded_confidences(output_root: Path, config: RunConfig, option: Optional[
     for folder in same_settings_folders(output_root, config, option, SPLIT):
         if not RunFolder(folder).is_finished():
             continue
-        confidence = {r["id"]: r["confidence"] for r in read_records(folder / "samples.jsonl")}
+        confidence = {r["id"]: r["confidence"] for r in read_records(folder / SAMPLES_FILE)}
         if wanted <= confidence.keys():
             return folder.name, confidence
     return None
