@@ -37,7 +37,7 @@ case "$SUITE" in
     *) echo "error: unknown SUITE=$SUITE; use spatial or general" >&2; exit 2 ;;
 esac
 DATASETS=${DATASETS:-$DEFAULT_DATASETS}
-METHODS=${METHODS:-base,scaling_vis,adapt_vis}
+METHODS=${METHODS:-base,scaling_vis,adapt_vis,vcd,dola}  # the rows of the paper's Tables 1 and 2
 GENERAL_WEIGHT=${GENERAL_WEIGHT:-0.8}
 DATA_ROOT=${DATA_ROOT:-data}
 OUTPUT=${OUTPUT:-output}

@@ -19,6 +19,7 @@ def test_search_mode_plans_the_val_grid_then_the_selected_test_runs(tmp_path):
     commands = dry_run(tmp_path, DATASETS="Controlled_Images_A VSR")
     assert len(commands) == 2 * 4 + 1
     val_grid = commands[0]
+    assert "--split test --method base,vcd,dola " in commands[1]  # the comparison methods at their defaults
     assert "--dataset Controlled_Images_A --split val --method base,scaling_vis,adapt_vis" in val_grid
     assert "--weight 0.5,0.8,1.2,1.5,2.0 --weight1 0.5,0.8 --weight2 1.2,1.5,2.0" in val_grid
     assert "--threshold 0.2,0.25,0.3,0.35,0.4,0.45,0.5,0.55 " in val_grid   # the paper's LLaVA-1.5 grid
@@ -64,7 +65,7 @@ def test_paper_mode_and_overrides(tmp_path):
     commands = dry_run(tmp_path, MODE="paper", MODEL="qwen2-vl", DATASETS="VG_QA_one_obj", DATA_ROOT="/d",
                        LAUNCH="accelerate launch")
     assert commands[0].startswith("accelerate launch main_aro.py --dataset VG_QA_one_obj --split test "
-                                  "--method base,scaling_vis,adapt_vis --model-name qwen2-vl --data-root /d")
+                                  "--method base,scaling_vis,adapt_vis,vcd,dola --model-name qwen2-vl --data-root /d")
     assert "--prompt-format auto" in commands[0] and "--weight" not in commands[0]
     assert len(commands) == 2
 
