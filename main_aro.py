@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 from common.errors import ToolkitError
 from runner.cli import parse_config
+from runner.config import validate
 
 INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
 PARSER_TEXT = {"prog": "python main_aro.py", "description": __doc__.split("\n\n")[0],
@@ -37,7 +38,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         config = parse_config(argv, **PARSER_TEXT)
-        from runner.run import run  # after parsing: importing it loads torch
+        validate(config)  # every flag is checked before torch is even imported
+        from runner.run import run  # importing it loads torch
         from runner.summary import outcome_summary
 
         outcomes = run(config)

@@ -135,12 +135,13 @@ def differences(recorded: dict, current: dict) -> list[str]:
 
 
 def _describe(value: Any) -> str:
-    """A short text of an identity part; hashes cut to 12 digits (enough to tell files apart)."""
+    """A short text of an identity part: files as "name (size bytes, sha256 <12 digits>)"."""
     if isinstance(value, list):
         return "; ".join(_describe(item) for item in value) or "no file"
+    if isinstance(value, dict) and "sha256" in value and "file" in value:
+        return f"{value['file']} ({value['size']} bytes, sha256 {value['sha256'][:12]})"
     if isinstance(value, dict):
-        return ", ".join(f"{key} {str(item)[:12] if key == 'sha256' else _describe(item)}"
-                         for key, item in value.items() if item is not None)
+        return ", ".join(f"{key} {_describe(item)}" for key, item in value.items() if item is not None)
     return str(value)
 
 

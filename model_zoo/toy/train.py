@@ -201,9 +201,10 @@ def train(config: TrainConfig, progress: bool = True, snapshot_dir: Path | None 
                 step + 1, seconds, 100 * test_accuracy, len(test), config.seed)
     chance = chance_accuracy(config.variants)
     if at_chance(test_accuracy, len(test), chance):
-        logger.warning("held-out accuracy %.1f%% is at chance (%.0f%%: one of %d relations): the model has not "
-                       "learned the task in %d steps; the shipped recipe needs ~1,800 (--steps 3000 stops early "
-                       "at --target-accuracy)", 100 * test_accuracy, 100 * chance, round(1 / chance), step + 1)
+        logger.warning("held-out accuracy %.1f%% is at chance (not distinguishable from %.0f%%, guessing one of %d "
+                       "relations, on %d scenes): the model has not learned the task in %d steps; the shipped "
+                       "recipe needed 1,800 (--steps 3000 stops early at --target-accuracy)", 100 * test_accuracy,
+                       100 * chance, round(1 / chance), len(test), step + 1)
     return TrainResult(model, processor, step + 1, seconds, history, val_accuracy, test_accuracy)
 
 
@@ -214,8 +215,8 @@ def chance_accuracy(variants: Sequence[str]) -> float:
 
 
 def at_chance(accuracy: float, n: int, chance: float) -> bool:
-    """Whether `accuracy` on `n` questions is within three binomial standard errors above `chance`
-    (25 % on 500 scenes: below 30.8 %): what a model that learned nothing scores."""
+    """Whether `accuracy` on `n` questions is within three binomial standard errors above `chance` (25 % on
+    500 scenes: below 30.8 %), i.e. what a model that learned nothing could score."""
     return accuracy < chance + 3 * math.sqrt(chance * (1 - chance) / n)
 
 
