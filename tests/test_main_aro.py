@@ -225,6 +225,7 @@ def test_two_real_processes_merge_into_the_single_process_result(tmp_path, data_
                           capture_output=True, text=True, timeout=300, cwd=repo,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("configuration ") == 1, "the summary is printed once, by process 0"
     [single], [sharded] = run_folders(tmp_path / "single"), run_folders(tmp_path / "sharded")
     assert metrics(sharded) == metrics(single)
     one, two = read_records(single / "samples.jsonl"), read_records(sharded / "samples.jsonl")

@@ -344,3 +344,23 @@ def test_a_real_sigint_ends_with_the_resume_line(tmp_path, data_root, model_dir)
     assert process.returncode in (130, 0), err  # 0: it finished before the signal arrived
     if process.returncode == 130:
         assert "Traceback" not in err and err.rstrip().endswith("rerun the same command to resume")
+
+
+# ------------------------------------------------------------------ 14. toy training that learned nothing
+
+
+def test_held_out_accuracy_at_chance_is_recognised():
+    from model_zoo.toy.train import at_chance, chance_accuracy
+
+    assert chance_accuracy(("A",)) == 0.25
+    assert at_chance(0.27, 500, 0.25) and not at_chance(0.40, 500, 0.25) and not at_chance(0.962, 500, 0.25)
+
+
+def test_training_that_ends_at_chance_warns(tmp_path, caplog):
+    from model_zoo.toy.train import main as train_main
+
+    caplog.set_level(logging.WARNING)
+    train_main(["--steps", "2", "--batch-size", "4", "--eval-every", "2", "--val-size", "8", "--test-size", "64",
+                "--hidden", "32", "--vision-hidden", "16", "--lm-layers", "1", "--target-accuracy", "0",
+                "--no-evaluate", "--quiet", "--output", str(tmp_path / "toy")])
+    assert "is at chance (not distinguishable from 25%" in caplog.text
