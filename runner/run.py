@@ -151,11 +151,14 @@ def evaluate_and_finish(config: RunConfig, dataset, folders: dict[Configuration,
 
 def remove_unstarted(new: list[RunFolder], output_root: Path) -> None:
     """Remove the folders this invocation created that hold no record yet (a run that failed or was
-    interrupted before its first sample), and the then empty <model>/<dataset> folders above them."""
+    interrupted before its first sample), and the then empty <model>/<dataset> folders above them.
+
+    Called after this invocation released its locks: a folder that still has a lock file belongs to
+    another run (the one that made this invocation fail, say) and is left alone."""
     for folder in new:
-        if folder.is_finished() or folder.has_records():
+        if folder.is_finished() or folder.has_records() or (folder.path / LOCK_FILE).exists():
             continue
-        for path in (folder.path / LOCK_FILE, folder.config_path, *folder.path.glob("samples*.jsonl")):
+        for path in (folder.config_path, *folder.path.glob("samples*.jsonl")):
             path.unlink(missing_ok=True)
         path = folder.path
         while path != output_root and path.is_dir() and not any(path.iterdir()):

@@ -139,6 +139,26 @@ def test_a_folder_being_written_by_another_process_is_refused(tmp_path, data_roo
     assert not (folder / LOCK_FILE).exists()
 
 
+def test_a_refused_run_leaves_the_other_runs_new_folder_alone(tmp_path, data_root, model_dir):
+    output = tmp_path / "out"
+    assert cli(data_root, output, model_dir, *SCALING, "--limit", "1") == 0
+    [folder] = run_folders(output)
+    for name in ("config.json", "results.json", "samples.jsonl"):
+        (folder / name).unlink()
+    lock = FolderLock(folder)
+    lock.acquire()  # another run has just created and locked this folder, and not yet written config.json
+    try:
+        done = subprocess.run([sys.executable, str(REPO / "main_aro.py"), "--data-root", str(data_root),
+                               "--output-dir", str(output), "--model-path", str(model_dir), "--dataset",
+                               "Controlled_Images_A", "--max-new-tokens", "3", *SCALING, "--limit", "1"],
+                              capture_output=True, text=True, timeout=300, cwd=REPO,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        assert done.returncode == 2 and "is being written by another run" in done.stderr
+        assert (folder / LOCK_FILE).exists(), "the refused run removed the other run's lock"
+    finally:
+        lock.release()
+
+
 def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_notice(tmp_path, data_root, model_dir, caplog):
     output = tmp_path / "out"
     assert cli(data_root, output, model_dir, *SCALING, "--limit", "2") == 0
