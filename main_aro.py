@@ -13,8 +13,9 @@ Examples:
     TEST_MODE=True python main_aro.py --dataset Controlled_Images_B --method base
     accelerate launch main_aro.py --dataset VG_QA_one_obj --model-name llava1.5 --method adapt_vis
 
-Every configuration gets its own folder under --output-dir (config.json, samples.jsonl,
-results.json), and a row in <output-dir>/results.csv. Rerunning a command resumes it.
+Every configuration gets its own folder, <output-dir>/<model>/<dataset>/<configuration>/ (config.json,
+samples.jsonl, results.json), and one row in <output-dir>/results.csv. Rerunning a command resumes it;
+Ctrl-C stops it with exit status 130, keeping every answered sample.
 """
 from __future__ import annotations
 

@@ -77,7 +77,9 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
     run.add_argument("--match", choices=("strict", "paper"), default=RunConfig.match,
                      help="strict: the answer names one option; paper: the original substring rule")
     run.add_argument("--output-dir", default=RunConfig.output_dir, help="output root (default: %(default)s)")
-    run.add_argument("--overwrite", action="store_true", help="redo finished configurations")
+    run.add_argument("--overwrite", action="store_true",
+                     help="redo finished configurations, also those whose folder holds a run of other inputs "
+                          "(data root, annotation, prompt source or model: an error without this flag)")
     run.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
                      help="samples per forward pass (default: %(default)s)")
     run.add_argument("--num_workers", "--num-workers", type=int, default=RunConfig.num_workers,

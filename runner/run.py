@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from common.errors import ToolkitError
 from dataset_zoo import get_dataset
 from methods import Configuration
@@ -69,8 +71,6 @@ def run(config: RunConfig) -> list[RunOutcome]:
     validate(config)
     shard = current_shard()
     check_device(config, shard)
-    import torch
-
     threads = torch.get_num_threads()
     torch.set_num_threads(thread_count(config.threads, shard))
     try:
@@ -80,8 +80,6 @@ def run(config: RunConfig) -> list[RunOutcome]:
 
 
 def _run(config: RunConfig, shard: Shard) -> list[RunOutcome]:
-    import torch
-
     output_root = Path(config.output_dir)
     ensure_writable(output_root)
     timing = Timing(processes=shard.world, threads=torch.get_num_threads())
