@@ -38,7 +38,7 @@ def ensure_writable(directory: Path) -> None:
     """Create the output root and prove it is writable before any model is loaded."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write_test"
+        probe = directory / f".write_test.{os.getpid()}"  # per process: the ranks of a launch probe at once
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
