@@ -77,7 +77,12 @@ def recorded_prompt_format(config: RunConfig) -> str:
         return "paper"  # the paper's own models; fits every llava checkpoint, so nothing needs reading
     from runner.run import open_model  # reads the checkpoint's config and processor (chat template)
 
-    return open_model(config).prompt_format
+    try:
+        return open_model(config).prompt_format
+    except ToolkitError as err:
+        raise ToolkitError(f"--prompt-format auto needs the model's processor to tell chat from paper: {err}; "
+                           f"or pass the resolved --prompt-format (chat or paper, see the runs' config.json)"
+                           ) from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -4,6 +4,7 @@
     with ScalingVis(vlm, alpha=0.8):                    # or a transformers model
         vlm.generate(inputs, max_new_tokens=10)
     answers = AdaptVis(weight1=0.5, weight2=1.5, threshold=0.4).run(vlm, inputs, max_new_tokens=10)
+    answers = CLVS(lam=0.7, beta=0.8, tau=0.5).run(vlm, inputs, max_new_tokens=10)   # Cross-Layer Vision Smoothing
 
     session = open_session(vlm, inputs, max_new_tokens=10)   # what the CLI uses for every method
     session.confidence, session.answers(0.8), session.answers_rounds([[0.5, 2.0], [1.5, 0.8]])
@@ -16,7 +17,8 @@ import importlib
 # Imported on first use, so torch-free callers (command lines listing the scopes) do not load torch.
 _EXPORTS = {"ScalingVis": "intervention.scaling_vis", "AdaptVis": "intervention.adapt_vis",
             "AdaptVisAnswer": "intervention.adapt_vis", "open_session": "intervention.session",
-            "AnswerSession": "intervention.session", "ATTENTION_NAME": "intervention.attention"}
+            "AnswerSession": "intervention.session", "ATTENTION_NAME": "intervention.attention",
+            "CLVS": "intervention.clvs", "ClvsSmoothing": "intervention.clvs", "ClvsAnswer": "intervention.clvs"}
 
 __all__ = list(_EXPORTS)
 

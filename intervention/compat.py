@@ -15,7 +15,10 @@ Items (transformers 5.23 and 5.24 are tested; see requirements.txt):
 5. cache-layer internals: `DynamicLayer` with `keys` / `values` tensors, grown by rebinding (never
    written in place), so a shallow copy of the layers is a safe fork;
 6. Qwen's multimodal rotary positions: `model.model.get_rope_index(input_ids, mm_token_type_ids=...,
-   image_grid_thw=..., attention_mask=...)`.
+   image_grid_thw=..., attention_mask=...)`;
+7. the logit lens inside the language model (CLVS): its decoder layers `language_model.layers` (forward
+   hooks on them see each layer's output, a tensor), and the final norm `language_model.norm` applied
+   before `lm_head` (`get_output_embeddings()`, public).
 """
 from __future__ import annotations
 
@@ -38,7 +41,8 @@ TESTED_VERSIONS = ("5.23.0", "5.24.0")
 
 __all__ = ["Cache", "repeat_kv", "sdpa_attention_forward", "sdpa_mask", "TransformersChanged", "cache_kwarg",
            "output_cache", "attention_implementation", "attention_weights_requested", "check_cache_layers",
-           "cache_key_values", "fork_cache", "mrope_position_ids"]
+           "cache_key_values", "fork_cache", "mrope_position_ids", "decoder_layers", "final_norm",
+           "layer_hidden_states"]
 
 
 class TransformersChanged(ToolkitError):
@@ -139,6 +143,31 @@ def mrope_position_ids(model, inputs) -> torch.Tensor:
     except TypeError as error:
         raise TransformersChanged(f"the signature of get_rope_index ({error})") from None
     return positions
+
+
+def decoder_layers(language_model) -> torch.nn.ModuleList:
+    """Item 7: the decoder layers of a language model, in order."""
+    layers = getattr(language_model, "layers", None)
+    if not isinstance(layers, torch.nn.ModuleList) or len(layers) == 0:
+        raise TransformersChanged(f"the decoder layers of {type(language_model).__name__} (no .layers list)")
+    return layers
+
+
+def final_norm(language_model) -> torch.nn.Module:
+    """Item 7: the norm the language model applies to the last layer's output before `lm_head`."""
+    norm = getattr(language_model, "norm", None)
+    if not isinstance(norm, torch.nn.Module):
+        raise TransformersChanged(f"the final norm of {type(language_model).__name__} (no .norm module)")
+    return norm
+
+
+def layer_hidden_states(output) -> torch.Tensor:
+    """Item 7: the (B, q, hidden) states a decoder layer returns (a tensor in transformers 5; tuples, as
+    older releases returned, are accepted too)."""
+    hidden = output[0] if isinstance(output, tuple) else output
+    if not isinstance(hidden, torch.Tensor) or hidden.dim() != 3:
+        raise TransformersChanged(f"what a decoder layer returns (got {type(output).__name__})")
+    return hidden
 
 
 _WARNED: set[str] = set()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -17,6 +17,7 @@ from huggingface_hub import get_session, is_offline_mode, try_to_load_from_cache
 from transformers import AutoConfig
 
 from common.errors import ToolkitError
+from model_zoo.adapters import adapter_base, adapter_processor, is_adapter_dir, merge_adapter
 from model_zoo.processors import load_processor
 from model_zoo.registry import (DTYPE_NAMES, MODELS, FamilySpec, auto_prompt_format, family_spec,
                                unknown_model_message)
@@ -43,6 +44,7 @@ class Checkpoint:
     processor: object
     prompt_format: str
     trust_remote_code: bool = False
+    adapter: Path | None = None  # a LoRA adapter folder merged into these weights on load
 
     def load(self, *, dtype: str = "auto", device: str = "auto", device_map=None,
              attn_implementation: str = "sdpa") -> VLM:
@@ -56,7 +58,10 @@ class Checkpoint:
                               attn_implementation=attn_implementation)
         if target is not None:
             model.to(target)
-        vlm = VLM(model.eval(), self.processor, name=self.name, model_id=self.model_id, revision=self.revision,
+        if self.adapter is not None:
+            model = merge_adapter(model, self.adapter, self.model_id)
+        model_id = str(self.adapter) if self.adapter is not None else self.model_id
+        vlm = VLM(model.eval(), self.processor, name=self.name, model_id=model_id, revision=self.revision,
                   prompt_format=self.prompt_format)
         logger.info("loaded %s (%s) as %s on %s", self.name, self.model_id, vlm.dtype, vlm.device)
         return vlm
@@ -70,6 +75,8 @@ def open_checkpoint(name_or_path: str, *, revision: str | None = None, prompt_fo
     literal prompt for llava1.5 and llava1.5-13b, the chat template otherwise); see
     `model_zoo.vlm.resolve_prompt_format` for the fallback and the errors.
     """
+    if is_adapter_dir(name_or_path):
+        return _open_adapter(Path(name_or_path).expanduser(), revision, prompt_format, trust_remote_code)
     model_id, revision = _resolve(name_or_path, revision)
     config = _load_config(model_id, revision, trust_remote_code)
     spec = family_spec(config.model_type, model_id)
@@ -77,6 +84,18 @@ def open_checkpoint(name_or_path: str, *, revision: str | None = None, prompt_fo
     resolved = resolve_prompt_format(prompt_format, spec, processor, source=model_id,
                                      auto_format=auto_prompt_format(name_or_path))
     return Checkpoint(name_or_path, model_id, revision, spec, processor, resolved, trust_remote_code)
+
+
+def _open_adapter(path: Path, revision: str | None, prompt_format: str, trust_remote_code: bool) -> Checkpoint:
+    """A LoRA adapter folder (`model_zoo.adapters`): its base model's checkpoint, with the adapter's own
+    processor when it saved one, and the adapter to merge on load."""
+    base, base_revision = adapter_base(path)
+    checkpoint = open_checkpoint(base, revision=revision or base_revision, prompt_format=prompt_format,
+                                 trust_remote_code=trust_remote_code)
+    processor = adapter_processor(path, checkpoint.spec.name) or checkpoint.processor
+    resolved = resolve_prompt_format(prompt_format, checkpoint.spec, processor, source=str(path),
+                                     auto_format=auto_prompt_format(base))
+    return replace(checkpoint, name=str(path), processor=processor, prompt_format=resolved, adapter=path)
 
 
 def get_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", device_map=None,
@@ -90,6 +109,7 @@ def get_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", d
         too large for one GPU over several devices via accelerate; `device` is then ignored.
     revision: a hub revision (commit, tag or branch) to pin; defaults to the registry entry's pin.
     prompt_format: "auto" (default), "chat" or "paper" (see `open_checkpoint`).
+    A LoRA adapter folder loads as its base model with the adapter merged in (`model_zoo.adapters`).
 
     Order: options are checked first, then config and processor are read and the prompt format is
     settled (`open_checkpoint`), and only then are the weights loaded, so every mistake is reported

@@ -10,7 +10,7 @@ the first's numbers. So config.json records `identity`:
 * `annotation`: size and SHA-256 of each annotation file (the general benchmarks' question files);
 * `prompt`: where the questions' text came from (template name, version and hash, or the paper file's hash);
 * `model`: the name or path given and the revision; for a local folder also size and SHA-256 of each
-  weights file (`*.safetensors`, `*.bin`).
+  weights file (`*.safetensors`, `*.bin`), and of a LoRA adapter folder's own weights besides its base's.
 
 An existing folder whose recorded identity differs is an error naming what differs (`--overwrite`
 redoes it). Hashing a 14 GB checkpoint takes a while, so hashes are cached per (path, size, mtime) in
@@ -110,11 +110,16 @@ def model_identity(config, checkpoint, cache: FingerprintCache) -> dict:
     if config.model_path and Path(config.model_path).expanduser().is_dir():
         given = str(Path(config.model_path).expanduser().resolve())
     identity: dict[str, Any] = {"model": given, "revision": checkpoint.revision}
-    folder = Path(checkpoint.model_id)
-    if folder.is_dir():
-        files = sorted({path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern)})
-        identity["weights"] = [cache.fingerprint(path, path.name) for path in files]
+    if Path(checkpoint.model_id).is_dir():
+        identity["weights"] = weights_fingerprints(Path(checkpoint.model_id), cache)
+    if checkpoint.adapter is not None:  # a LoRA adapter folder: its base model's weights, then its own
+        identity["adapter_weights"] = weights_fingerprints(Path(checkpoint.adapter), cache)
     return identity
+
+
+def weights_fingerprints(folder: Path, cache: FingerprintCache) -> list[dict]:
+    files = sorted({path for pattern in WEIGHT_PATTERNS for path in folder.glob(pattern)})
+    return [cache.fingerprint(path, path.name) for path in files]
 
 
 def _relative(path: Path, root: Path) -> str:

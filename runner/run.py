@@ -88,7 +88,8 @@ def _run(config: RunConfig, shard: Shard) -> list[RunOutcome]:
     # Folders are named after the format actually used, so "auto" and its explicit value share them.
     config = replace(config, prompt_format=checkpoint.prompt_format)
     dataset = load_dataset_once(config, shard)
-    notice = domain_notice(config.model_label, Path(checkpoint.model_id), config.dataset)
+    # A fine-tuned adapter is judged by its own folder, not by what its base model was trained on.
+    notice = domain_notice(config.model_label, Path(checkpoint.adapter or checkpoint.model_id), config.dataset)
     if notice and shard.is_main:
         logger.warning(notice)
     folders = {spec: RunFolder(output_root / run_path(config, spec, dataset.info.get("option"), dataset.info["split"]))

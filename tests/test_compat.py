@@ -154,3 +154,35 @@ def test_item6_a_model_without_get_rope_index_is_reported(tiny_factory):
     model, _ = tiny_factory("llava")
     with pytest.raises(TransformersChanged, match="get_rope_index"):
         compat.mrope_position_ids(model, {"input_ids": torch.zeros(1, 3, dtype=torch.long)})
+
+
+def test_item7_logit_lens_inside_the_language_model(tiny_vlm):
+    """Forward hooks on the decoder layers see each layer's output, and the final norm then lm_head on the
+    last layer's output are the model's own logits: the logit lens CLVS applies to intermediate layers."""
+    from intervention.lm import language_model
+
+    model, inputs = tiny_vlm.model, two_sample_inputs(tiny_vlm)
+    lm = language_model(model)
+    layers = compat.decoder_layers(lm)
+    assert len(layers) == model.config.get_text_config().num_hidden_layers
+    outputs = []
+    hooks = [layer.register_forward_hook(lambda m, a, out: outputs.append(compat.layer_hidden_states(out)))
+             for layer in layers]
+    try:
+        with torch.no_grad():
+            logits = model(**inputs).logits
+            lens = model.get_output_embeddings()(compat.final_norm(lm)(outputs[-1]))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(outputs) == len(layers)
+    assert (lens - logits).abs().max().item() <= 1e-5
+
+
+def test_item7_a_language_model_without_layers_or_norm_is_reported():
+    with pytest.raises(TransformersChanged, match="decoder layers"):
+        compat.decoder_layers(torch.nn.Linear(1, 1))
+    with pytest.raises(TransformersChanged, match="final norm"):
+        compat.final_norm(torch.nn.Linear(1, 1))
+    with pytest.raises(TransformersChanged, match="what a decoder layer returns"):
+        compat.layer_hidden_states((None,))

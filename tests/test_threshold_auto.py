@@ -92,10 +92,10 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory):
-    """40 VSR rows, labels alternating, so the 8 val samples hold both labels."""
+    """16 VSR rows, labels alternating; the 3 val samples (rows 4, 9, 13) hold both labels."""
     root = tmp_path_factory.mktemp("data")
     rows = [_vsr_row(910000 + i, "train2017", f"The cat is {'left' if i % 3 else 'right'} of the dog.", i % 2,
-                     "left of", "cat", "dog") for i in range(40)]
+                     "left of", "cat", "dog") for i in range(16)]
     write_vsr_fixture(root, "zeroshot", "test", rows=rows)
     return root
 
@@ -136,7 +136,7 @@ def test_auto_on_val_is_computed_recorded_and_applied(tmp_path, data_root, model
     assert auto["split"] == "val" and auto["source"] == "a confidence pass over the val split"
     assert auto["n_per_label"] == {"yes": sum(r["gold"] == "yes" for r in records),
                                    "no": sum(r["gold"] == "no" for r in records)}
-    assert min(auto["n_per_label"].values()) >= 1 and len(records) == 8
+    assert auto["n_per_label"] == {"yes": 2, "no": 1} and len(records) == 3
     for record in records:  # AdaptVis compared the rounded confidence with the recorded number
         assert record["alpha"] == (0.5 if record["confidence_rounded"] < auto["value"] else 1.5)
     row = (tmp_path / "results.csv").read_text().splitlines()[1]
@@ -152,7 +152,7 @@ def test_a_finished_val_run_supplies_the_confidences_without_a_pass(tmp_path, da
     auto = config_of(folder)["threshold_auto"]
     assert auto["source"] == f"records of {base.relative_to(tmp_path)}" and auto["split"] == "val"
     assert auto["value"] == expected_threshold(read_records(base / "samples.jsonl"))
-    assert len(read_records(folder / "samples.jsonl")) == 32
+    assert len(read_records(folder / "samples.jsonl")) == 13
 
 
 def test_a_resumed_run_keeps_its_recorded_threshold(tmp_path, data_root, model_dir):
@@ -164,10 +164,10 @@ def test_a_resumed_run_keeps_its_recorded_threshold(tmp_path, data_root, model_d
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "results.json").unlink()
     lines = (folder / "samples.jsonl").read_text().splitlines(keepends=True)
-    (folder / "samples.jsonl").write_text("".join(lines[:3]))
+    (folder / "samples.jsonl").write_text("".join(lines[:1]))
     assert cli(data_root, tmp_path, model_dir, "--split", "val", *ADAPT, "--threshold", "auto") == 0
     assert used_threshold(config_of(folder)) == 0.0
-    assert all(r["alpha"] == 1.5 for r in read_records(folder / "samples.jsonl")[3:])
+    assert all(r["alpha"] == 1.5 for r in read_records(folder / "samples.jsonl")[1:])
 
 
 def test_select_hands_the_val_threshold_to_the_test_run(tmp_path, data_root, model_dir, capsys):
@@ -186,6 +186,14 @@ def test_select_hands_the_val_threshold_to_the_test_run(tmp_path, data_root, mod
     assert cli(data_root, tmp_path, model_dir, "--split", "test", "--method", "adapt_vis", *flags) == 0
     [test_run] = folders(tmp_path, "test")
     assert used_threshold(config_of(test_run)) == chosen and "threshold_auto" not in config_of(test_run)
+
+
+def test_select_without_the_checkpoint_asks_for_the_resolved_prompt_format(tmp_path, capsys):
+    assert select_cli.main(["--output-dir", str(tmp_path), "--model-path", str(tmp_path / "gone"), "--dataset",
+                            "VSR", "--method", "adapt_vis"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --prompt-format auto needs the model's processor") and err.count("\n") == 1
+    assert "pass the resolved --prompt-format" in err
 
 
 def test_auto_outside_yes_no_tasks_is_one_line_before_anything_loads(tmp_path, capsys, caplog):
