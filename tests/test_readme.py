@@ -93,3 +93,13 @@ def test_the_toy_training_time_is_the_measured_one():
 def test_the_sharded_claim_is_what_sharded_runs_give():
     """tests/test_main_aro.py's torchrun test checks confidences to 1e-6, not bit for bit."""
     assert "confidences agree to float32 precision" in README and "equals a single-process run's" not in README
+
+
+def test_the_readme_tables_command_is_the_one_run_sh_runs(tmp_path):
+    done = subprocess.run(["bash", str(REPO / "run.sh")], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                          env={**os.environ, "DRY_RUN": "1", "OUTPUT": "output", "DATASETS": "Controlled_Images_A"})
+    assert done.returncode == 0, done.stderr
+    report = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ python -m evaluation.report")]
+    assert report == ["python -m evaluation.report output --split test --format both --out output/tables "
+                      "--plot output/plots"]
+    assert f"`{report[0]}`" in " ".join(README.split())
