@@ -13,8 +13,9 @@ Examples:
     TEST_MODE=True python main_aro.py --dataset Controlled_Images_B --method base
     accelerate launch main_aro.py --dataset VG_QA_one_obj --model-name llava1.5 --method adapt_vis
 
-Every configuration gets its own folder under --output-dir (config.json, samples.jsonl,
-results.json), and a row in <output-dir>/results.csv. Rerunning a command resumes it.
+Every configuration gets its own folder, <output-dir>/<model>/<dataset>/<configuration>/ (config.json,
+samples.jsonl, results.json), and one row in <output-dir>/results.csv. Rerunning a command resumes it;
+Ctrl-C stops it with exit status 130, keeping every answered sample.
 """
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ from typing import Optional, Sequence
 
 from common.errors import ToolkitError
 from runner.cli import parse_config
+from runner.config import validate
 
-PARSER_TEXT = {"prog": "main_aro.py", "description": __doc__.split("\n\n")[0],
+INTERRUPTED = 130  # the shell's status for a command ended by Ctrl-C (128 + SIGINT)
+PARSER_TEXT = {"prog": "python main_aro.py", "description": __doc__.split("\n\n")[0],
                "epilog": __doc__.split("Examples:")[1].split("\n\n")[0]}
 
 
@@ -36,16 +39,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         config = parse_config(argv, **PARSER_TEXT)
-        from runner.run import outcome_summary, run  # after parsing: importing it loads torch
+        validate(config)  # every flag is checked before torch is even imported
+        from runner.run import run  # importing it loads torch
+        from runner.summary import outcome_summary
 
         outcomes = run(config)
     except ToolkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Every answered batch is on disk (fsynced), so the same command continues where this one stopped.
+        print("interrupted: the samples answered so far are saved; rerun the same command to resume",
+              file=sys.stderr)
+        return INTERRUPTED
     summary = outcome_summary(outcomes)
     if summary:
         print(summary)
-        names = ", ".join(o.path.name for o in outcomes) if len(outcomes) <= 3 else f"{len(outcomes)} folders"
+        names = (", ".join(o.path.name for o in outcomes) if len(outcomes) <= 3
+                 else f"{len(outcomes)} configurations")
         print(f"run folders: {outcomes[0].path.parent}/ ({names})")
     return 0
 

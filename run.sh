@@ -16,7 +16,8 @@
 # SUITE=general: the appendix's check that general QA is not hurt (Tables 3, 4, 10): POPE (all three
 #   subsets), GQA, VQAv2 (a fixed 5k sample) and TextVQA, whole split, every method of METHODS at its
 #   defaults (ScalingVis alpha GENERAL_WEIGHT); no val selection.
-# Then `evaluation.report` writes the tables (Markdown + LaTeX) and plots under $OUTPUT.
+# Then `evaluation.report` writes the tables into $OUTPUT/tables/ (tables.md, tables.tex) and the plots
+# into $OUTPUT/plots/; run folders are $OUTPUT/<model>/<dataset>/<configuration>/.
 #
 # Finished configurations are skipped and interrupted ones resume, so rerunning this script is cheap.
 #

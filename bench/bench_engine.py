@@ -188,19 +188,38 @@ def _status_kb(field: str) -> int:
         return int(re.search(rf"{field}:\s+(\d+)", handle.read()).group(1))
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--reps", type=int, default=11, help="timed round-robin repetitions")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--max-external", type=float, default=0.25,
                         help="count a repetition only if other processes used at most this many cores meanwhile")
     parser.add_argument("--batch", type=int, default=8, help="batch size for throughput and memory")
-    parser.add_argument("--no-throughput", action="store_true")
-    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--no-throughput", action="store_true", help="skip the throughput table")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "BATCH"), help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The arguments, checked: a bad shape or count is one error line, before any model is built."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    unknown = [shape for shape in args.shapes.split(",") if shape not in SHAPES]
+    if unknown:
+        parser.error(f"unknown --shapes {', '.join(map(repr, unknown))}; choose from {', '.join(SHAPES)}")
+    for flag in ("reps", "threads", "batch"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker[0], int(args.memory_worker[1]))))
@@ -218,6 +237,7 @@ def main(argv=None) -> None:
                   flush=True)
         if not args.no_memory:
             print(memory_table(shape, args.batch) + "\n", flush=True)
+
 
 if __name__ == "__main__":
     main()

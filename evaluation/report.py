@@ -4,9 +4,9 @@ and LaTeX (booktabs), with deltas over the baseline.
 
 Examples:
     python -m evaluation.report output/                                   # Markdown tables on stdout
-    python -m evaluation.report output/ --split test --format both --out results/tables   # .md + .tex
+    python -m evaluation.report output/ --split test --format both --out output/tables   # tables.md + .tex
     python -m evaluation.report output/ --model llava1.5 --long           # plus one row per run
-    python -m evaluation.report output/ --plot results/plots              # PNG curves and histograms
+    python -m evaluation.report output/ --plot output/plots               # PNG curves and histograms
 
 One table per (model, split, settings) and benchmark family. Rows: Baseline, then every other
 registered method present, in the registry's order (e.g. +DoLa, +VCD, ScalingVis, AdaptVis). On the
@@ -314,9 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--paper-pair-set", action="store_true",
                         help="show the original pair/set formula (pair_accuracy_paper, set_accuracy_paper)")
     parser.add_argument("--long", action="store_true", help="add a table with one row per run")
-    parser.add_argument("--format", choices=("markdown", "latex", "both"), default="markdown")
-    parser.add_argument("--out", default=None, help="write here instead of stdout (with both: FILE.md and FILE.tex)")
-    parser.add_argument("--plot", default=None, metavar="DIR", help="also write PNG plots into DIR")
+    parser.add_argument("--format", choices=("markdown", "latex", "both"), default="markdown",
+                        help="markdown (tables.md), latex (tables.tex, booktabs) or both")
+    parser.add_argument("--out", default=None, metavar="DIR",
+                        help="folder to write tables.md / tables.tex into (created if missing); unset: stdout")
+    parser.add_argument("--plot", default=None, metavar="DIR",
+                        help="also write PNG plots into this folder (created if missing)")
     parser.add_argument("--verbose", action="store_true", help="log debug messages")
     return parser
 
@@ -326,19 +329,28 @@ def render(tables: Sequence[Table], fmt: str) -> str:
     return "\n".join(renderer(table) for table in tables)
 
 
+TABLE_FILES = {"markdown": "tables.md", "latex": "tables.tex"}
+
+
 def write_output(tables: Sequence[Table], fmt: str, out: Optional[str]) -> list[Path]:
-    """Print or write the rendered tables; returns the files written."""
+    """Print the rendered tables, or write them into the folder `out` (tables.md, tables.tex); returns the
+    files written."""
     formats = ("markdown", "latex") if fmt == "both" else (fmt,)
     if out is None:
         sys.stdout.write("\n".join(render(tables, name) for name in formats))
         return []
-    paths = [Path(out)] if fmt != "both" else [Path(out).with_suffix(".md"), Path(out).with_suffix(".tex")]
-    for path, name in zip(paths, formats):
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ToolkitError(f"--out {out} is a file; --out names a folder (tables.md / tables.tex go into it)")
+    paths = []
+    for name in formats:
+        path = folder / TABLE_FILES[name]
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
             path.write_text(render(tables, name), encoding="utf-8")
         except OSError as err:
             raise ToolkitError(f"cannot write {path}: {err.strerror}; choose another --out") from None
+        paths.append(path)
     return paths
 
 

@@ -22,7 +22,7 @@ OTHER_SETTINGS = ("dtype", "revision", "prompt_dir")
 def long_table(runs: Sequence[RunRecord]) -> Table:
     """One row per run, ordered by dataset, model, split, method and hyper-parameters."""
     columns = (["Model", "Split", "Method", "Hyper-parameters", *LONG_SETTINGS, "other (non-default)", "n",
-                *(name for name, _ in LONG_METRICS), "unparsed", "Run"])
+                *(name for name, _ in LONG_METRICS), "n_unparsed", "Run"])
     order = method_names()
     ordered = sorted(runs, key=lambda run: (dataset_rank(run.dataset), run.model, run.split,
                                             order.index(run.method), _hyperparameter_key(run), run.name))

@@ -7,6 +7,9 @@
 A folder of a method this installation does not know (e.g. written by a newer version with more
 methods) is skipped with a notice.
 
+Run folders sit at `<root>/<model>/<dataset>/<run>/`; folders of the earlier flat layout
+(`<root>/<run>/`) are read as well.
+
 A run folder is finished when its `results.json` exists (main_aro.py writes it last, atomically);
 folders without it are still running or were interrupted, and are skipped with a logged note.
 
@@ -105,7 +108,8 @@ class RunRecord:
 
 
 def load_runs(root: str | Path) -> list[RunRecord]:
-    """Every finished run directly under `root`, in folder-name order.
+    """Every finished run under `root`, in path order: `<root>/<model>/<dataset>/<run>/` (the layout
+    main_aro.py writes) and `<root>/<run>/` (the flat layout of earlier versions).
 
     Raises ToolkitError when the root is missing or holds no finished run, and when a run's JSON is
     broken (naming the file).
@@ -115,9 +119,7 @@ def load_runs(root: str | Path) -> list[RunRecord]:
         raise ToolkitError(f"output root {root} does not exist; run main_aro.py first "
                            f"(e.g. python main_aro.py --dataset Controlled_Images_A --output-dir {root})")
     runs, unfinished = [], []
-    for folder in sorted(path for path in root.iterdir() if path.is_dir()):
-        if not (folder / CONFIG_FILE).exists():
-            continue
+    for folder in run_folders(root):
         if not (folder / RESULTS_FILE).exists():
             unfinished.append(folder.name)
             logger.info("skipping unfinished run (no %s yet): %s", RESULTS_FILE, folder.name)
@@ -130,6 +132,12 @@ def load_runs(root: str | Path) -> list[RunRecord]:
         raise ToolkitError(f"no finished runs under {root}{detail}; run main_aro.py first, or rerun "
                            f"an interrupted command to finish it")
     return runs
+
+
+def run_folders(root: Path) -> list[Path]:
+    """The folders under `root` that hold a config.json, in either layout (tables/ and plots/ hold none)."""
+    return sorted({path.parent for pattern in (f"*/{CONFIG_FILE}", f"*/*/*/{CONFIG_FILE}")
+                   for path in root.glob(pattern)})
 
 
 def read_run(folder: Path) -> Optional[RunRecord]:

@@ -35,16 +35,25 @@ from runner.config import RunConfig
 logger = logging.getLogger(__name__)
 
 
+# main_aro.py flags that only say how to run (not which results): accepted, so run.sh can pass its
+# shared flags to both commands, but left out of --help because selection ignores them.
+RUNTIME_ONLY = ("data_root", "download", "device", "device_map", "batch_size", "num_workers", "threads", "overwrite")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """main_aro.py's flags (candidates must share its settings) plus what to select and by which metric."""
+    settings = run_parser(add_help=False)
+    for action in settings._actions:
+        if action.dest in RUNTIME_ONLY:
+            action.help = argparse.SUPPRESS
     parser = OneLineParser(prog="python -m evaluation.select", description=__doc__.split("\n\n")[0],
                            epilog="Examples:" + __doc__.split("Examples:")[1],
                            formatter_class=argparse.RawDescriptionHelpFormatter,
-                           parents=[run_parser(add_help=False)], conflict_handler="resolve")
+                           parents=[settings], conflict_handler="resolve")
     search = parser.add_argument_group("what to select (hyper-parameter flags restrict the candidates to a grid)")
-    search.add_argument("--method", required=True, choices=selectable_methods())
+    search.add_argument("--method", required=True, choices=selectable_methods(), help="the method to select for")
     search.add_argument("--split", choices=SPLITS, default="val", help="selection split (default: %(default)s)")
-    search.add_argument("--metric", choices=METRICS, default="accuracy", help="default: %(default)s")
+    search.add_argument("--metric", choices=METRICS, default="accuracy", help="metric to maximise (default: %(default)s)")
     return parser
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 import transformers
+from huggingface_hub import constants as hub_constants
+from huggingface_hub import get_session, is_offline_mode, try_to_load_from_cache
 from transformers import AutoConfig
 
 from common.errors import ToolkitError
@@ -166,11 +168,38 @@ def _resolve_device(device: str) -> str:
 
 
 def _load_config(model_id: str, revision: str | None, trust_remote_code: bool):
+    if not Path(model_id).is_dir():
+        _require_hub(model_id, revision)
     try:
         return AutoConfig.from_pretrained(model_id, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as err:
+        if not Path(model_id).is_dir() and is_offline_mode():
+            raise ToolkitError(f"{model_id!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids "
+                               f"downloading it: unset HF_HUB_OFFLINE on a machine with network access once, or "
+                               f"give a local checkpoint folder (--model-path)") from None
         raise ToolkitError(f"cannot load a model config from {model_id!r}: {_first_line(err)}. Give a registered "
                            f"name, a checkpoint directory (with config.json) or a reachable hub id") from None
+
+
+HUB_TIMEOUT_SECONDS = 5
+
+
+def _require_hub(model_id: str, revision: str | None) -> None:
+    """One quick request to the hub before transformers' own, which retries an unreachable hub for ~25 s
+    with every retry logged; here an unreachable hub is one error that says how to work offline."""
+    if is_offline_mode():
+        return
+    url = f"{hub_constants.ENDPOINT}/api/models/{model_id}"
+    try:
+        get_session().head(url, timeout=HUB_TIMEOUT_SECONDS)
+    except Exception as err:  # the session's transport errors (DNS, refused, timeout) have no common base here
+        cached = isinstance(try_to_load_from_cache(model_id, "config.json", revision=revision), str)
+        where = ("it is in the local cache, so HF_HUB_OFFLINE=1 runs it from there" if cached else
+                 "it is not in the local cache: download it once with network access, or give a local checkpoint "
+                 "folder (--model-path)")
+        raise ToolkitError(f"cannot reach the Hugging Face hub at {hub_constants.ENDPOINT} to read {model_id!r} "
+                           f"({_first_line(err)}); {where}. To work offline, set HF_HUB_OFFLINE=1 (models from "
+                           f"the cache) or use local folders") from None
 
 
 def _load_weights(spec: FamilySpec, model_id: str, **kwargs):

@@ -20,7 +20,7 @@ from dataset_zoo.splits import SPLITS
 from methods import all_hyperparameters, all_methods, methods_taking
 from methods.registry import format_value
 from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
-from runner.config import RunConfig
+from runner.config import DEVICE_MAPS, RunConfig
 
 DEMO_METHODS = ("base", "scaling_vis", "adapt_vis")
 
@@ -57,10 +57,14 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
                        help="registry name, e.g. llava1.5, llava1.6, qwen2-vl, toy (default: %(default)s)")
     model.add_argument("--model-path", default=None, help="a local model folder or hub id (overrides --model-name)")
     model.add_argument("--revision", default=None, help="pin the hub revision of the model")
-    model.add_argument("--dtype", choices=DTYPE_NAMES, default=RunConfig.dtype)
-    model.add_argument("--device", default=RunConfig.device, help="auto, cuda, cuda:1, mps or cpu")
-    model.add_argument("--device-map", default=None,
-                       help="e.g. auto: spread a model too large for one GPU over several (accelerate)")
+    model.add_argument("--dtype", choices=DTYPE_NAMES, default=RunConfig.dtype,
+                       help="weights' precision; auto: float32 on CPU (float16 there is slow and inexact: "
+                            "warned), the checkpoint's own on a GPU (default: %(default)s)")
+    model.add_argument("--device", default=RunConfig.device,
+                       help="auto (cuda, then mps, then cpu), cuda, cuda:1, mps or cpu; checked before anything "
+                            "loads (default: %(default)s)")
+    model.add_argument("--device-map", choices=DEVICE_MAPS, default=None,
+                       help="spread a model too large for one GPU over several (accelerate); unset: one device")
     model.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format,
                        help="chat: the model's chat template; paper: the original LLaVA-1.5 string; auto: paper "
                             "for llava1.5 and llava1.5-13b (the paper's models), chat otherwise (default: %(default)s)")
@@ -73,10 +77,16 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
     run.add_argument("--match", choices=("strict", "paper"), default=RunConfig.match,
                      help="strict: the answer names one option; paper: the original substring rule")
     run.add_argument("--output-dir", default=RunConfig.output_dir, help="output root (default: %(default)s)")
-    run.add_argument("--overwrite", action="store_true", help="redo finished configurations")
-    run.add_argument("--batch-size", type=int, default=RunConfig.batch_size)
+    run.add_argument("--overwrite", action="store_true",
+                     help="redo finished configurations, also those whose folder holds a run of other inputs "
+                          "(data root, annotation, prompt source or model: an error without this flag)")
+    run.add_argument("--batch-size", type=int, default=RunConfig.batch_size,
+                     help="samples per forward pass (default: %(default)s)")
     run.add_argument("--num_workers", "--num-workers", type=int, default=RunConfig.num_workers,
-                     help="image-loading worker processes")
+                     help="image-loading worker processes (default: %(default)s)")
+    run.add_argument("--threads", type=int, default=None,
+                     help="torch CPU threads (default: $OMP_NUM_THREADS when set, else the machine's cores, "
+                          "divided among the local processes of a sharded run)")
     run.add_argument("--verbose", action="store_true", help="log debug messages")
     return parser
 

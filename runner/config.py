@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,10 +22,13 @@ from common.errors import ToolkitError
 from dataset_zoo.catalog import OPTION_NAMES, VSR, get_spec
 from dataset_zoo.splits import SPLITS
 from methods import Configuration, check_requested, get_method
+from methods.registry import format_value
 from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
 
 logger = logging.getLogger(__name__)
 
+# accelerate's placements of a model spread over several devices.
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 # --threshold auto: the paper's VSR rule, computed from the val split (runner.threshold).
 AUTO = "auto"
 
@@ -62,6 +66,7 @@ class RunConfig:
     device_map: Optional[str] = None
     batch_size: int = 1
     num_workers: int = 0
+    threads: Optional[int] = None
     max_new_tokens: int = 10
     match: str = "strict"
     prompt_format: str = "auto"
@@ -113,8 +118,12 @@ def validate(config: RunConfig) -> None:
         value = getattr(config, name.replace("-", "_"))
         if value < low:
             raise ToolkitError(f"--{name} must be >= {low}, got {value}")
-    if config.limit is not None and config.limit < 1:
-        raise ToolkitError(f"--limit must be >= 1, got {config.limit}")
+    for name in ("limit", "threads"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ToolkitError(f"--{name} must be >= 1, got {value}")
+    if config.device_map is not None:
+        _check_choice("device-map", (config.device_map,), DEVICE_MAPS)
 
 
 def _check_auto_threshold(config: RunConfig) -> None:
@@ -170,15 +179,46 @@ def run_record(config: RunConfig, configuration: Configuration) -> dict:
     return record
 
 
-def run_name(config: RunConfig, configuration: Configuration, option: Optional[str], split: str) -> str:
-    """Folder name of one configuration: its label (`methods.Method.label`: every hyper-parameter that is
-    not at its default is spelled out), the main settings, and a hash of the other settings.
+def run_path(config: RunConfig, configuration: Configuration, option: Optional[str], split: str) -> Path:
+    """Where one configuration's run folder goes, relative to the output root:
+    `<model>/<dataset>/<label>__<option>__<split>__<match>__seed<seed>__<hash>`.
 
-    `option` and `split` are the dataset's resolved values (defaults and TEST_MODE applied), so the
-    same evaluation always lands in the same folder however it was spelled.
+    The label (`folder_label`) spells out every hyper-parameter that is not at its default, with numbers
+    that sort numerically; the hash covers the other settings that change results. `option` and `split`
+    are the dataset's resolved values (defaults and TEST_MODE applied), so the same evaluation always
+    lands in the same folder however it was spelled.
     """
     hashed: dict[str, Any] = {key: getattr(config, key) for key in _HASHED_SETTINGS}
     digest = hashlib.sha1(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:8]
-    name = (f"{config.dataset}__{config.model_label}__{configuration.label()}__{option or 'yes-no'}__{split}"
-            f"__{config.match}__seed{config.seed}__{digest}")
+    name = (f"{folder_label(configuration)}__{option or 'yes-no'}__{split}__{config.match}__seed{config.seed}"
+            f"__{digest}")
+    return Path(_safe(config.model_label)) / _safe(config.dataset) / _safe(name)
+
+
+def folder_label(configuration: Configuration) -> str:
+    """`methods.Method.label` with sortable numbers: `adapt_vis_w1-0.50_w2-1.50_t-0.20`, so that a directory
+    listing puts t-0.20 before t-0.25 and t-0.30 (`sortable_number`)."""
+    method = configuration.entry
+    values = configuration.hyperparameters
+    parts = []
+    for hyperparameter in method.hyperparameters:
+        value = values.get(hyperparameter.name, hyperparameter.default)
+        if hyperparameter.short:
+            parts.append(f"{hyperparameter.short}-{sortable_number(value)}")
+        elif value != hyperparameter.default:
+            parts.append(f"{hyperparameter.name}-{sortable_number(value)}")
+    return "_".join([method.name, *parts])
+
+
+def sortable_number(value: Any) -> str:
+    """A float with at least two decimals (0.2 -> 0.20, 1.5 -> 1.50), more when it needs them (an auto
+    threshold's every digit), so names of one grid sort like the numbers (below 10, which covers the
+    paper's grids); anything else as `format_value` writes it."""
+    if isinstance(value, float) and math.isfinite(value):
+        fixed = f"{value:.2f}"
+        return fixed if float(fixed) == value else format_value(value)
+    return format_value(value)
+
+
+def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "-", name)

@@ -56,23 +56,24 @@ def sample_record(sample: Sample, prompt: str, answer: Answer, match: str) -> di
 def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun], config: RunConfig,
                      batches: Iterable[tuple[list[Sample], list]]) -> None:
     """Run every batch through the model once and append each configuration's records."""
-    progress = tqdm(total=len(samples), desc=f"{config.dataset} x {len(runs)} config(s)", unit="sample",
-                    dynamic_ncols=True)
-    for batch, images in batches:
-        prompts = batch_prompts(vlm, batch)
-        answers = methods.answer(vlm, batch, images, prompts, [run.answering for run in runs],
-                                 max_new_tokens=config.max_new_tokens)
-        for run in runs:
-            records = [sample_record(sample, prompt, answer, config.match)
-                       for sample, prompt, answer in zip(batch, prompts, answers[run.answering])
-                       if run.needs(sample)]
-            run.folder.append(records)
-            run.done_ids.update(r["id"] for r in records)
-            run.n_seen += len(records)
-            run.n_correct += sum(r["correct"] for r in records)
-        progress.update(len(batch))
-        progress.set_postfix_str(running_accuracy(runs), refresh=False)
-    progress.close()
+    # A context manager, so the bar is closed (its line ended) before an error or Ctrl-C is reported:
+    # the message then starts on its own line.
+    with tqdm(total=len(samples), desc=f"{config.dataset} x {len(runs)} config(s)", unit="sample",
+              dynamic_ncols=True) as progress:
+        for batch, images in batches:
+            prompts = batch_prompts(vlm, batch)
+            answers = methods.answer(vlm, batch, images, prompts, [run.answering for run in runs],
+                                     max_new_tokens=config.max_new_tokens)
+            for run in runs:
+                records = [sample_record(sample, prompt, answer, config.match)
+                           for sample, prompt, answer in zip(batch, prompts, answers[run.answering])
+                           if run.needs(sample)]
+                run.folder.append(records)
+                run.done_ids.update(r["id"] for r in records)
+                run.n_seen += len(records)
+                run.n_correct += sum(r["correct"] for r in records)
+            progress.update(len(batch))
+            progress.set_postfix_str(running_accuracy(runs), refresh=False)
 
 
 def batch_prompts(vlm, batch: Sequence[Sample]) -> list[str]:
@@ -88,11 +89,12 @@ def confidence_pass(vlm, samples: Sequence[Sample], config: RunConfig) -> dict[s
 
     confidence: dict[str, float] = {}
     batches = iterate_batches(samples, config.batch_size, config.num_workers)
-    for batch, images in tqdm(batches, total=-(-len(samples) // config.batch_size), desc="confidences",
-                              unit="batch", dynamic_ncols=True):
-        inputs = vlm.prepare(images, batch_prompts(vlm, batch))
-        session = open_session(vlm, inputs, max_new_tokens=config.max_new_tokens)
-        confidence.update(zip((s.id for s in batch), session.confidence.float().cpu().tolist()))
+    with tqdm(batches, total=-(-len(samples) // config.batch_size), desc="confidences", unit="batch",
+              dynamic_ncols=True) as progress:
+        for batch, images in progress:
+            inputs = vlm.prepare(images, batch_prompts(vlm, batch))
+            session = open_session(vlm, inputs, max_new_tokens=config.max_new_tokens)
+            confidence.update(zip((s.id for s in batch), session.confidence.float().cpu().tolist()))
     return confidence
 
 

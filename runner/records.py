@@ -12,8 +12,9 @@ import fcntl
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Iterator, Optional
 
 from common.errors import ToolkitError
 
@@ -37,7 +38,7 @@ def ensure_writable(directory: Path) -> None:
     """Create the output root and prove it is writable before any model is loaded."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write_test"
+        probe = directory / f".write_test.{os.getpid()}"  # per process: the ranks of a launch probe at once
         probe.write_text("ok")
         probe.unlink()
     except OSError as err:
@@ -80,6 +81,10 @@ class RunFolder:
 
     def is_finished(self) -> bool:
         return self.results_path.exists()
+
+    def has_records(self) -> bool:
+        """Whether any sample has been recorded (in samples.jsonl or a shard's part file)."""
+        return any(path.stat().st_size > 0 for path in self.path.glob("samples*.jsonl"))
 
     def reset(self) -> None:
         """Forget a previous run of this configuration (used by --overwrite)."""
@@ -153,18 +158,42 @@ def describe_hyperparameters(settings: dict) -> str:
     return " ".join(f"{name}={value}" for name, value in values.items())
 
 
-def append_summary_row(output_root: Path, settings: dict, metrics: dict) -> None:
-    """Add one finished run to the cumulative results.csv (locked: parallel sweeps share it)."""
+def write_summary_row(output_root: Path, settings: dict, metrics: dict) -> None:
+    """Put one finished run into the cumulative results.csv: exactly one row per run folder, so a redone
+    (--overwrite) or concurrently finished run replaces its row instead of adding a second one.
+
+    The file is rewritten whole (temporary file, then rename) under a lock on the output root, which
+    parallel sweeps share."""
     path = output_root / SUMMARY_CSV
     row = {key: settings.get(key) for key in CSV_SETTINGS}
     row["hyperparameters"] = describe_hyperparameters(settings)
     row.update({key: metrics.get(key) for key in CSV_METRICS})
-    with open(path, "a", newline="", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            writer = csv.DictWriter(handle, fieldnames=CSV_SETTINGS + CSV_METRICS)
-            if handle.tell() == 0:
-                writer.writeheader()
-            writer.writerow({key: "" if value is None else value for key, value in row.items()})
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    row = {key: "" if value is None else value for key, value in row.items()}
+    with directory_lock(output_root):
+        rows = [old for old in read_summary(path) if old.get("run") != str(row["run"])] + [row]
+        tmp = path.with_name(f"{SUMMARY_CSV}.{os.getpid()}.tmp")
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_SETTINGS + CSV_METRICS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+
+
+@contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """An exclusive lock on a directory for the block (the files it guards are replaced by rename, so
+    they cannot carry the lock themselves); released by the kernel if the process dies."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_summary(path: Path) -> list[dict]:
+    """The rows of a results.csv (none when it does not exist)."""
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))

@@ -4,29 +4,35 @@ Called by `main_aro.py` and by tests. Finished configurations are skipped (unles
 interrupted ones resume from their `samples.jsonl`, and metrics are always computed from the
 records on disk, so a resumed or sharded run reports exactly what an uninterrupted one would.
 
-Order: the model's config and processor are read first and the prompt format is settled (a mistake
-there is reported before anything slow), then the data, the run folders, and only when some sample
-still needs an answer the weights. Each finished folder's results.json gets the invocation's
-`timing` (`Timing.record`).
+Order: every flag is checked (including the device) before anything loads; the model's config and
+processor are read and the prompt format is settled (a mistake there is reported before anything
+slow), then the data, the run folders (locked, `runner.lock`; an existing folder must hold a run of the
+same inputs, `runner.identity`), and only when some sample still needs an answer the weights. A run
+that fails or is interrupted before its first sample leaves no folder behind. Each finished folder's
+results.json gets the invocation's `timing` (`runner.timing`).
 """
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
+import torch
+
 from common.errors import ToolkitError
 from dataset_zoo import get_dataset
 from methods import Configuration
-from runner.config import RunConfig, expand_methods, run_name, run_record, validate
+from runner.config import RunConfig, expand_methods, run_path, run_record, validate
 from runner.evaluate import PendingRun, confidence_pass, evaluate_samples, iterate_batches
+from runner.identity import CACHE_FILE, FingerprintCache, check_identity, run_identity
+from runner.lock import LOCK_FILE, locked
 from runner.provenance import git_commit, library_versions, now_iso
-from runner.records import RunFolder, append_summary_row, ensure_writable
-from runner.shards import Shard, current_shard, merge_parts, process_device, shard_folder
+from runner.records import RunFolder, ensure_writable, write_summary_row
+from runner.shards import Shard, current_shard, merge_parts, process_device, shard_folder, thread_count
+from runner.summary import domain_notice
 from runner.threshold import is_auto, settle_threshold
+from runner.timing import Timing, timed
 from scoring import compute_metrics
 from scoring.matching import Judgement
 
@@ -35,52 +41,13 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """One configuration's finished run: where it is and what it scored."""
+    """One configuration's finished run: where it is, what it scored, and notices for the summary."""
 
     spec: Configuration
     path: Path
     metrics: dict
     skipped: bool = False
-
-
-@dataclass
-class Timing:
-    """Wall-clock seconds of one invocation, measured on process 0 (see `record`)."""
-
-    open_seconds: float = 0.0
-    load_seconds: Optional[float] = None
-    threshold_seconds: Optional[float] = None
-    evaluation_seconds: Optional[float] = None
-    configurations: int = 0
-    processes: int = 1
-
-    def record(self, evaluated: int, resumed: int) -> dict:
-        """results.json's `timing` of a configuration that had `resumed` samples recorded before this
-        invocation and got `evaluated` more in it.
-
-        Every number is this invocation's: an interrupted earlier invocation is not measured (it never
-        reached the end), so its samples are counted as `samples_resumed`, not in the rate. A grid's
-        configurations share one pass, so they share its seconds: `samples_per_second` is samples
-        through the pass per second, for one configuration or for all `configurations_in_pass`.
-        """
-        loaded = None if self.load_seconds is None else self.open_seconds + self.load_seconds
-        rate = evaluated / self.evaluation_seconds if evaluated and self.evaluation_seconds else None
-        return {"model_load_seconds": _rounded(loaded), "threshold_seconds": _rounded(self.threshold_seconds),
-                "evaluation_seconds": _rounded(self.evaluation_seconds), "samples_evaluated": evaluated,
-                "samples_resumed": resumed, "samples_per_second": _rounded(rate),
-                "configurations_in_pass": self.configurations, "processes": self.processes}
-
-
-def _rounded(seconds: Optional[float]) -> Optional[float]:
-    return None if seconds is None else round(seconds, 3)
-
-
-@contextmanager
-def timed(timing: Timing, name: str):
-    """Store the seconds the block took in `timing.<name>`."""
-    start = time.perf_counter()
-    yield
-    setattr(timing, name, time.perf_counter() - start)
+    notices: tuple[str, ...] = ()
 
 
 class LazyModel:
@@ -102,35 +69,100 @@ class LazyModel:
 def run(config: RunConfig) -> list[RunOutcome]:
     """Evaluate every configuration of `config`; returns their outcomes (on process 0 of a launch)."""
     validate(config)
+    shard = current_shard()
+    check_device(config, shard)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(thread_count(config.threads, shard))
+    try:
+        return _run(config, shard)
+    finally:
+        torch.set_num_threads(threads)  # callers (tests, notebooks) keep their own setting
+
+
+def _run(config: RunConfig, shard: Shard) -> list[RunOutcome]:
     output_root = Path(config.output_dir)
     ensure_writable(output_root)
-    shard = current_shard()
-    timing = Timing(processes=shard.world)
+    timing = Timing(processes=shard.world, threads=torch.get_num_threads())
     with timed(timing, "open_seconds"):
         checkpoint = open_model(config)
     # Folders are named after the format actually used, so "auto" and its explicit value share them.
     config = replace(config, prompt_format=checkpoint.prompt_format)
     dataset = load_dataset_once(config, shard)
-    specs = expand_methods(config)
-    folders = {spec: RunFolder(output_root / run_name(config, spec, dataset.info.get("option"),
-                                                      dataset.info["split"])) for spec in specs}
+    # A fine-tuned adapter is judged by its own folder, not by what its base model was trained on.
+    notice = domain_notice(config.model_label, Path(checkpoint.adapter or checkpoint.model_id), config.dataset)
+    if notice and shard.is_main:
+        logger.warning(notice)
+    folders = {spec: RunFolder(output_root / run_path(config, spec, dataset.info.get("option"), dataset.info["split"]))
+               for spec in expand_methods(config)}
+    new = [folder for folder in folders.values() if not folder.config_path.exists()]
+    try:
+        with locked([folder.path for folder in folders.values()], enabled=shard.is_main):
+            if shard.is_main:
+                identity = run_identity(config, dataset, checkpoint, FingerprintCache(output_root / CACHE_FILE))
+                prepare_folders(config, dataset, folders, identity)
+            shard.barrier()
+            outcomes = evaluate_and_finish(config, dataset, folders, checkpoint, shard, timing)
+    except BaseException:
+        if shard.is_main:
+            remove_unstarted(new, output_root)
+        raise
+    return [replace(outcome, notices=(notice,) if notice else ()) for outcome in outcomes]
+
+
+def check_device(config: RunConfig, shard: Shard) -> None:
+    """The device exists (before anything is written or loaded); float16 on a CPU is warned about."""
+    if config.device_map is not None or shard.world > 1:
+        return  # accelerate places the model (per process when sharded)
+    from model_zoo.loading import _resolve_device  # the loader's own check, so both agree
+
+    if _resolve_device(config.device) == "cpu" and config.dtype == "float16":
+        logger.warning("--dtype float16 on a CPU is slow and less exact than float32 (the paper's precision); "
+                       "its numbers will differ from a GPU run's: prefer --dtype float32 or bfloat16")
+
+
+def prepare_folders(config: RunConfig, dataset, folders: dict[Configuration, RunFolder], identity: dict) -> None:
+    """Check every existing folder's inputs first (so a mismatch changes nothing), then prepare them."""
+    if not config.overwrite:
+        for folder in folders.values():
+            check_identity(folder.path, (folder.read_config() or {}).get("identity"), identity)
     order = {sample.id: position for position, sample in enumerate(dataset)}
-    if shard.is_main:
-        environment = {"versions": library_versions(), "git": git_commit()}
-        for spec, folder in folders.items():
-            prepare_folder(config, dataset, spec, folder, order, environment)
-    shard.barrier()
+    environment = {"versions": library_versions(), "git": git_commit(), "identity": identity}
+    for spec, folder in folders.items():
+        prepare_folder(config, dataset, spec, folder, order, environment)
+
+
+def evaluate_and_finish(config: RunConfig, dataset, folders: dict[Configuration, RunFolder], checkpoint,
+                        shard: Shard, timing: Timing) -> list[RunOutcome]:
+    """Answer what is missing, then (process 0) compute and record every configuration's metrics."""
+    output_root = Path(config.output_dir)
+    order = {sample.id: position for position, sample in enumerate(dataset)}
     finished_before = {spec for spec, folder in folders.items() if folder.is_finished()}
-    done = {spec: {r["id"] for r in folders[spec].completed_records()} for spec in specs
+    done = {spec: {r["id"] for r in folder.completed_records()} for spec, folder in folders.items()
             if spec not in finished_before}
     model = LazyModel(checkpoint, config, shard, timing)
     evaluate_pending(config, dataset, folders, done, model, shard, timing)
     if not shard.is_main:
         return []
-    return [RunOutcome(spec, folders[spec].path, folders[spec].read_results(), skipped=True)
-            if spec in finished_before else
-            finish(dataset, spec, folders[spec], order, output_root, timing, resumed=len(done[spec]))
-            for spec in specs]
+    return [RunOutcome(spec, folder.path, folder.read_results(), skipped=True) if spec in finished_before else
+            finish(dataset, spec, folder, order, output_root, timing, resumed=len(done[spec]))
+            for spec, folder in folders.items()]
+
+
+def remove_unstarted(new: list[RunFolder], output_root: Path) -> None:
+    """Remove the folders this invocation created that hold no record yet (a run that failed or was
+    interrupted before its first sample), and the then empty <model>/<dataset> folders above them.
+
+    Called after this invocation released its locks: a folder that still has a lock file belongs to
+    another run (the one that made this invocation fail, say) and is left alone."""
+    for folder in new:
+        if folder.is_finished() or folder.has_records() or (folder.path / LOCK_FILE).exists():
+            continue
+        for path in (folder.config_path, *folder.path.glob("samples*.jsonl")):
+            path.unlink(missing_ok=True)
+        path = folder.path
+        while path != output_root and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+            path = path.parent
 
 
 def evaluate_pending(config: RunConfig, dataset, folders: dict[Configuration, RunFolder],
@@ -167,7 +199,8 @@ def settle_auto_thresholds(config: RunConfig, dataset, folders: dict[Configurati
             option = dataset.info.get("option")
             threshold = settle_threshold(Path(config.output_dir), config, option,
                                          lambda: val_samples(config, dataset),
-                                         lambda samples: confidence_pass(model.get(), samples, config))
+                                         lambda samples: confidence_pass(model.get(), samples, config),
+                                         identity=folders[unsettled[0]].read_config().get("identity"))
             for spec in unsettled:
                 record = folders[spec].read_config()
                 record.update(threshold_auto=threshold.to_dict())
@@ -220,8 +253,8 @@ def prepare_folder(config: RunConfig, dataset, spec: Configuration, folder: RunF
     merge_parts(folder.path, order)
     previous = folder.read_config() or {}
     record = run_record(config, spec)
-    record.update(run=folder.path.name, option=dataset.info.get("option"), split=dataset.info["split"],
-                  dataset_info=dataset.info, prompt_info=dataset.prompt_info,
+    record.update(run=str(folder.path.relative_to(Path(config.output_dir))), option=dataset.info.get("option"),
+                  split=dataset.info["split"], dataset_info=dataset.info, prompt_info=dataset.prompt_info,
                   model_info=previous.get("model_info"), **environment,
                   started_at=previous.get("started_at") or now_iso(), finished_at=None)
     if "threshold_auto" in previous:  # records already written were decided with this threshold
@@ -263,7 +296,7 @@ def finish(dataset, spec: Configuration, folder: RunFolder, order: dict[str, int
     settings = folder.read_config()
     settings["finished_at"] = now_iso()
     folder.write_config(settings)
-    append_summary_row(output_root, settings, metrics)
+    write_summary_row(output_root, settings, metrics)
     return RunOutcome(spec, folder.path, metrics)
 
 
@@ -273,19 +306,3 @@ def metrics_from_records(dataset, by_id: dict[str, dict]) -> dict:
     judgements = [Judgement(by_id[s.id]["prediction"], bool(by_id[s.id]["correct"]), by_id[s.id].get("score"))
                   for s in samples]
     return compute_metrics(judgements, samples, has_groups=dataset.has_groups, task=dataset.task)
-
-
-def outcome_summary(outcomes: list[RunOutcome]) -> Optional[str]:
-    """A small fixed-width table of the outcomes for the terminal (None if there is nothing)."""
-    if not outcomes:
-        return None
-    columns = [("accuracy", "Acc"), ("pair_accuracy", "Pair Acc"), ("set_accuracy", "Set Acc"),
-               ("f1", "F1")]
-    shown = [(key, title) for key, title in columns if any(o.metrics.get(key) is not None for o in outcomes)]
-    width = max(len("configuration"), *(len(o.spec.label()) for o in outcomes))
-    lines = [f"{'configuration':<{width}}  " + "  ".join(f"{title:>8}" for _, title in shown)]
-    for outcome in outcomes:
-        cells = [outcome.metrics.get(key) for key, _ in shown]
-        lines.append(f"{outcome.spec.label():<{width}}  "
-                     + "  ".join(f"{'-' if v is None else f'{100 * v:.1f}':>8}" for v in cells))
-    return "\n".join(lines)

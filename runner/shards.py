@@ -89,3 +89,17 @@ def merge_parts(folder: Path, order: dict[str, int]) -> list[dict]:
 def shard_folder(path: Path, shard: Shard) -> RunFolder:
     """The run folder as this process writes it (its own part file when sharded)."""
     return RunFolder(path, shard.samples_name)
+
+
+def thread_count(requested: int | None, shard: Shard) -> int:
+    """Torch CPU threads for this process: `--threads`, else OMP_NUM_THREADS when set (the usual way to
+    share a machine between jobs), else the cores this process may use divided among the launch's
+    processes on this machine (LOCAL_WORLD_SIZE), so sharded processes do not oversubscribe the cores."""
+    if requested:
+        return requested
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", shard.world) or 1)
+    return max(1, cores // max(1, local))

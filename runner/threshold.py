@@ -23,8 +23,8 @@ from typing import Callable, Optional, Sequence
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
 from methods import Configuration
-from runner.config import AUTO, RunConfig, run_name
-from runner.records import SAMPLES_FILE, RunFolder, read_records
+from runner.config import AUTO, RunConfig, run_path
+from runner.records import RunFolder, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -63,39 +63,42 @@ def threshold_from_confidences(samples: Sequence[Sample], confidence: dict[str, 
                          mean_confidence_per_label=means, source=source)
 
 
-def recorded_confidences(output_root: Path, config: RunConfig, option: Optional[str],
-                         samples: Sequence[Sample]) -> Optional[tuple[str, dict[str, float]]]:
-    """(folder name, confidences by id) of a finished val run of the same settings covering `samples`."""
+def recorded_confidences(output_root: Path, config: RunConfig, option: Optional[str], samples: Sequence[Sample],
+                         identity: Optional[dict] = None) -> Optional[tuple[str, dict[str, float]]]:
+    """(folder, confidences by id) of a finished val run of the same settings and inputs covering `samples`."""
     wanted = {s.id for s in samples}
     for folder in same_settings_folders(output_root, config, option, SPLIT):
-        if not RunFolder(folder).is_finished():
+        run = RunFolder(folder)
+        if not run.is_finished() or (identity is not None and run.read_config().get("identity") != identity):
             continue
-        confidence = {r["id"]: r["confidence"] for r in read_records(folder / SAMPLES_FILE)}
+        confidence = {r["id"]: r["confidence"] for r in read_records(run.samples_path)}
         if wanted <= confidence.keys():
-            return folder.name, confidence
+            return str(folder.relative_to(output_root)), confidence
     return None
 
 
 def same_settings_folders(output_root: Path, config: RunConfig, option: Optional[str], split: str) -> list[Path]:
     """Run folders of every method under `output_root` that share all settings of `config` on `split`.
 
-    Folder names differ only in the method label (`runner.config.run_name`), so the name of the
-    baseline's folder, with its label cut out, is the pattern.
+    They sit in one `<model>/<dataset>` folder and their names differ only in the method label before
+    the first "__" (`runner.config.run_path`), so the baseline's name without its label is the pattern.
     """
-    probe = run_name(config, Configuration("base"), option, split)
-    head, _, tail = probe.partition("__base__")
-    if not output_root.is_dir():
+    probe = output_root / run_path(config, Configuration("base"), option, split)
+    tail = probe.name.partition("__")[2]
+    if not probe.parent.is_dir():
         return []
-    return sorted(path for path in output_root.iterdir() if path.is_dir() and path.name.startswith(head + "__")
-                  and path.name.endswith("__" + tail) and len(path.name) > len(head) + len(tail) + 4)
+    return sorted(path for path in probe.parent.iterdir()
+                  if path.is_dir() and path.name.partition("__")[2] == tail)
 
 
 def settle_threshold(output_root: Path, config: RunConfig, option: Optional[str],
                      load_val_samples: Callable[[], Sequence[Sample]],
-                     confidence_pass: Callable[[Sequence[Sample]], dict[str, float]]) -> AutoThreshold:
-    """The auto threshold for `config`: from a finished val run's records, else from a confidence pass."""
+                     confidence_pass: Callable[[Sequence[Sample]], dict[str, float]],
+                     identity: Optional[dict] = None) -> AutoThreshold:
+    """The auto threshold for `config`: from a finished val run's records (same inputs, `identity`), else
+    from a confidence pass."""
     samples = load_val_samples()
-    found = recorded_confidences(output_root, config, option, samples)
+    found = recorded_confidences(output_root, config, option, samples, identity)
     if found is not None:
         name, confidence = found
         source = f"records of {name}"

@@ -46,16 +46,18 @@ VSR_TEST = {("base", None): (0.624, 0.55, 0.513), ("scaling_vis", 0.5): (0.65, 0
 def write_run(root: Path, *, dataset: str, method: str = "base", split: str = "test", model: str = "llava1.5",
               weight: Optional[float] = None, weight1: Optional[float] = None, weight2: Optional[float] = None,
               threshold: Optional[float] = None, option: Optional[str] = "four", metrics: Optional[dict] = None,
-              samples: Optional[list[dict]] = None, finished: bool = True, **settings) -> Path:
+              samples: Optional[list[dict]] = None, finished: bool = True, nested: bool = False,
+              **settings) -> Path:
     """One run folder; `metrics` become results.json (omitted when not `finished`). Hyper-parameters not
-    given take their method's defaults; `hyperparameters` (in `settings`) overrides any of them."""
+    given take their method's defaults; `hyperparameters` (in `settings`) overrides any of them.
+    `nested`: main_aro.py's layout `<root>/<model>/<dataset>/<run>` instead of the earlier flat one."""
     given = {name: value for name, value in (("weight", weight), ("weight1", weight1), ("weight2", weight2),
                                              ("threshold", threshold)) if value is not None}
     given.update(settings.pop("hyperparameters", {}))
     configuration = Configuration.of(method, **given)
     name = (f"{dataset}__{model}__{configuration.label()}__{option or 'yes-no'}__{split}__seed1__"
             f"{_digest(settings)}")
-    folder = root / name
+    folder = root / model / dataset / name if nested else root / name
     folder.mkdir(parents=True)
     config = {"dataset": dataset, "model": model, "model_name": model, "model_path": None, "method": method,
               "hyperparameters": configuration.hyperparameters,

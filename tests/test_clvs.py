@@ -323,7 +323,13 @@ def test_the_command_line_runs_clvs_end_to_end(tmp_path, capsys):
     assert main_aro.main(["--method", "base,clvs", "--clvs-lambda", "0.5,1", "--model-name", "toy", "--limit", "4",
                           "--max-new-tokens", "3", "--data-root", str(tmp_path / "data"),
                           "--output-dir", str(output)]) == 0
-    folders = {p.name.split("__")[2]: p for p in output.iterdir() if p.is_dir()}
+    from evaluation.runs import run_folders
+    from methods import get_method
+
+    folders = {}
+    for folder in run_folders(output):  # by configuration label: output/<model>/<dataset>/<configuration>/
+        recorded = json.loads((folder / "config.json").read_text())
+        folders[get_method(recorded["method"]).label(recorded["hyperparameters"])] = folder
     assert sorted(folders) == ["base", "clvs_l-0.5_b-0.8_t-0.5", "clvs_l-1_b-0.8_t-0.5"]
     config = json.loads((folders["clvs_l-0.5_b-0.8_t-0.5"] / "config.json").read_text())
     assert config["hyperparameters"] == {"clvs_lambda": 0.5, "clvs_beta": 0.8, "clvs_tau": 0.5, "clvs_scope": "all"}

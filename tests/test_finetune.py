@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import main_aro
+from evaluation.runs import run_folders
 from model_zoo import get_model
 from model_zoo.tiny import FAMILIES, build_tiny_vlm, save_tiny_vlm
 from tests.fixtures_data import write_dataset_fixture, write_vsr_fixture
@@ -89,7 +90,7 @@ def test_main_aro_evaluates_a_fine_tuned_folder_with_no_other_flag(merge, model_
     output = tmp_path / "eval"
     assert main_aro.main(["--model-path", str(best), "--dataset", "Controlled_Images_A", "--data-root",
                           str(data_root), "--output-dir", str(output), "--limit", "2", "--max-new-tokens", "2"]) == 0
-    (folder,) = [p for p in output.iterdir() if p.is_dir()]
+    (folder,) = run_folders(output)
     assert json.loads((folder / "results.json").read_text())["n"] == 2
 
 

@@ -4,6 +4,8 @@ import json
 import pytest
 
 import main_aro
+from evaluation.runs import run_folders
+from methods import get_method
 from runner.records import read_records
 from tests.fixtures_general import write_general_fixture
 
@@ -22,7 +24,12 @@ def cli(data_root, output, *flags):
 
 
 def folders(output):
-    return {p.name.split("__")[2]: p for p in output.iterdir() if p.is_dir()}
+    """{configuration label: run folder} under `output`."""
+    labels = {}
+    for folder in run_folders(output):
+        config = json.loads((folder / "config.json").read_text())
+        labels[get_method(config["method"]).label(config["hyperparameters"])] = folder
+    return labels
 
 
 def test_pope_grid_in_one_pass_records_verdicts_and_subset_metrics(data_root, tmp_path):
@@ -85,8 +92,8 @@ def test_report_prints_the_papers_general_qa_table(data_root, tmp_path, capsys):
     assert list(table["rows"]) == ["Baseline", "ScalingVis (α=2)"]
     columns = list(table["rows"]["Baseline"])
     assert columns == ["POPE-A Acc", "POPE-P Acc", "POPE-R Acc", "POPE-AVG Acc", "GQA Acc", "VQAv2 Acc"]
-    pope = [json.loads((p / "results.json").read_text()) for p in tmp_path.iterdir()
-            if p.is_dir() and p.name.startswith("POPE__toy__base__")][0]
+    pope = [json.loads((p / "results.json").read_text()) for p in (tmp_path / "toy" / "POPE").iterdir()
+            if p.name.startswith("base__")][0]
     assert table["rows"]["Baseline"]["POPE-A Acc"] == f"{100 * pope['per_subset']['adversarial']['accuracy']:.1f}"
     assert table["rows"]["Baseline"]["POPE-AVG Acc"] == f"{100 * pope['subset_average']['accuracy']:.1f}"
     assert "POPE: accuracy on the adversarial (A)" in table["caption"]

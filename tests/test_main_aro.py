@@ -13,6 +13,7 @@ import pytest
 import main_aro
 from runner.cli import parse_config
 from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
+from evaluation.runs import run_folders as find_run_folders
 from runner.records import read_records
 from tests.fixtures_data import write_dataset_fixture, write_vsr_fixture
 
@@ -43,7 +44,8 @@ def cli(data_root, output, model_dir, *extra):
 
 
 def run_folders(output):
-    return sorted(p for p in output.iterdir() if p.is_dir())
+    """The run folders under `output` (`<model>/<dataset>/<configuration>/`)."""
+    return find_run_folders(output)
 
 
 def metrics(folder):
@@ -102,7 +104,7 @@ def test_a_grid_writes_what_separate_runs_write(tmp_path, data_root, model_dirs)
         assert cli(data_root, single, model_dirs["qwen2_vl"], *common, *flags) == 0
     assert len(run_folders(grid)) == 5
     for folder in run_folders(single):
-        twin = grid / folder.name
+        twin = grid / folder.relative_to(single)
         assert (twin / "samples.jsonl").read_text() == (folder / "samples.jsonl").read_text()
         assert metrics(twin) == metrics(folder)
         assert {"f1", "f1_paper", "tp", "tn"} <= set(json.loads((folder / "results.json").read_text()))
@@ -223,6 +225,7 @@ def test_two_real_processes_merge_into_the_single_process_result(tmp_path, data_
                           capture_output=True, text=True, timeout=300, cwd=repo,
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("configuration ") == 1, "the summary is printed once, by process 0"
     [single], [sharded] = run_folders(tmp_path / "single"), run_folders(tmp_path / "sharded")
     assert metrics(sharded) == metrics(single)
     one, two = read_records(single / "samples.jsonl"), read_records(sharded / "samples.jsonl")

@@ -10,6 +10,7 @@ import pytest
 
 import main_aro
 from common.errors import ToolkitError
+from evaluation.runs import run_folders
 from model_zoo import MODELS, get_model, loading, open_checkpoint
 from model_zoo.registry import ModelEntry, auto_prompt_format, register_model
 from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
@@ -139,7 +140,7 @@ def test_run_folders_record_the_resolved_format_and_auto_shares_them(checkpoints
     as_registered("llava1.5", checkpoints["llava"])
     caplog.set_level(logging.INFO)
     assert cli(data_root, tmp_path, "--model-name", "llava1.5") == 0
-    [folder] = [path for path in tmp_path.iterdir() if path.is_dir()]
+    [folder] = run_folders(tmp_path)
     config = json.loads((folder / "config.json").read_text())
     assert config["prompt_format"] == config["model_info"]["prompt_format"] == "paper"
     assert config["prompt_info"] and "<image>\nUSER:" in json.loads(
@@ -148,4 +149,4 @@ def test_run_folders_record_the_resolved_format_and_auto_shares_them(checkpoints
     assert cli(data_root, tmp_path, "--model-name", "llava1.5", "--prompt-format", "paper") == 0
     assert "already finished" in caplog.text
     assert cli(data_root, tmp_path, "--model-name", "llava1.5", "--prompt-format", "chat") == 0
-    assert len([path for path in tmp_path.iterdir() if path.is_dir()]) == 2
+    assert len(run_folders(tmp_path)) == 2

@@ -180,9 +180,9 @@ def test_latex_escape():
 
 
 def test_cli_writes_markdown_and_latex_files(grid_root, tmp_path, capsys):
-    code, out, _ = run_report(capsys, grid_root, "--split", "test", "--format", "both", "--out", tmp_path / "t.md")
+    code, out, _ = run_report(capsys, grid_root, "--split", "test", "--format", "both", "--out", tmp_path / "tables")
     assert code == 0 and out == ""
-    md, tex = (tmp_path / "t.md").read_text(), (tmp_path / "t.tex").read_text()
+    md, tex = (tmp_path / "tables" / "tables.md").read_text(), (tmp_path / "tables" / "tables.tex").read_text()
     assert "| AdaptVis | 84.9 (+24.6) |" in md and "val ·" not in md
     assert r"AdaptVis & 84.9 (+24.6)" in tex
 
@@ -239,6 +239,12 @@ def test_cli_missing_root_and_broken_results(tmp_path, capsys):
     (folder / "results.json").write_text("{")
     code, _, err = run_report(capsys, tmp_path / "out")
     assert code == 2 and f"{folder / 'results.json'}: not valid JSON" in err and err.count("\n") == 1
+
+
+def test_out_names_a_folder_not_a_file(grid_root, tmp_path, capsys):
+    (tmp_path / "t.md").write_text("")
+    code, _, err = run_report(capsys, grid_root, "--out", tmp_path / "t.md")
+    assert code == 2 and "--out names a folder" in err
 
 
 def test_cli_bad_choice_exits_2(grid_root):

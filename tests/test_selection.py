@@ -89,6 +89,16 @@ def test_broken_json_names_the_file(tmp_path, name):
         load_runs(tmp_path)
 
 
+def test_runs_are_found_in_the_grouped_layout_next_to_flat_ones_tables_and_plots(tmp_path):
+    grouped = write_run(tmp_path, dataset="Controlled_Images_A", metrics={"accuracy": 0.5}, nested=True)
+    flat = write_run(tmp_path, dataset="Controlled_Images_B", metrics={"accuracy": 0.6})
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "tables.md").write_text("| x |")
+    (tmp_path / "plots").mkdir()
+    assert grouped.relative_to(tmp_path).parts[:2] == ("llava1.5", "Controlled_Images_A")
+    assert sorted(run.path for run in load_runs(tmp_path)) == sorted([grouped, flat])
+
+
 def test_folders_without_config_are_ignored(tmp_path):
     (tmp_path / "plots").mkdir()
     write_run(tmp_path, dataset="Controlled_Images_A", metrics={"accuracy": 0.5})

@@ -20,7 +20,8 @@ from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
 from runner import run as run_module
 from methods import Configuration, get_method
 from methods.registry import format_value as format_number
-from runner.config import RunConfig, run_name, validate
+from evaluation.runs import run_folders
+from runner.config import RunConfig, run_path, validate
 from runner.records import read_records
 from runner.threshold import same_settings_folders, threshold_from_confidences
 from tests.fixtures_data import _vsr_row, write_vsr_fixture
@@ -72,12 +73,12 @@ def test_same_settings_folders_are_found_by_name(tmp_path):
     config = RunConfig(dataset="VSR", model_name="llava1.5", method=("adapt_vis",))
     specs = [Configuration.of("base"), Configuration.of("scaling_vis", weight=0.5),
              Configuration.of("adapt_vis", weight1=0.5, weight2=1.5, threshold="auto")]
-    mine = [tmp_path / run_name(config, spec, None, "val") for spec in specs]
-    others = [tmp_path / run_name(config, specs[0], None, "test"),
-              tmp_path / run_name(RunConfig(dataset="VSR", model_name="llava1.5", limit=3), specs[0], None, "val"),
-              tmp_path / run_name(RunConfig(dataset="VSR", model_name="qwen2-vl"), specs[0], None, "val")]
+    mine = [tmp_path / run_path(config, spec, None, "val") for spec in specs]
+    others = [tmp_path / run_path(config, specs[0], None, "test"),
+              tmp_path / run_path(RunConfig(dataset="VSR", model_name="llava1.5", limit=3), specs[0], None, "val"),
+              tmp_path / run_path(RunConfig(dataset="VSR", model_name="qwen2-vl"), specs[0], None, "val")]
     for folder in mine + others:
-        folder.mkdir()
+        folder.mkdir(parents=True)
     assert same_settings_folders(tmp_path, config, None, "val") == sorted(mine)
 
 
@@ -105,7 +106,7 @@ def cli(data_root, output, model_dir, *flags) -> int:
 
 
 def folders(output: Path, split: str, label: str = "") -> list[Path]:
-    return sorted(p for p in output.iterdir() if p.is_dir() and f"__{split}__" in p.name and label in p.name)
+    return [p for p in run_folders(output) if f"__{split}__" in p.name and label in p.name]
 
 
 def config_of(folder: Path) -> dict:
@@ -144,12 +145,12 @@ def test_auto_on_val_is_computed_recorded_and_applied(tmp_path, data_root, model
 
 def test_a_finished_val_run_supplies_the_confidences_without_a_pass(tmp_path, data_root, model_dir, monkeypatch):
     assert cli(data_root, tmp_path, model_dir, "--split", "val", "--method", "base") == 0
-    [base] = folders(tmp_path, "val", "__base__")
+    [base] = folders(tmp_path, "val", "base__")
     monkeypatch.setattr(run_module, "confidence_pass", lambda *a: pytest.fail("confidences were recomputed"))
     assert cli(data_root, tmp_path, model_dir, "--split", "test", *ADAPT, "--threshold", "auto") == 0
     [folder] = folders(tmp_path, "test")
     auto = config_of(folder)["threshold_auto"]
-    assert auto["source"] == f"records of {base.name}" and auto["split"] == "val"
+    assert auto["source"] == f"records of {base.relative_to(tmp_path)}" and auto["split"] == "val"
     assert auto["value"] == expected_threshold(read_records(base / "samples.jsonl"))
     assert len(read_records(folder / "samples.jsonl")) == 13
 
