@@ -20,8 +20,8 @@ from intervention.capture import capture_attention
 from intervention.lm import RegisteredAttention
 from model_zoo.tiny import build_tiny_vlm
 from model_zoo.vlm import VLM
-from runner.config import MethodSpec
-from runner.evaluate import answer_batch, choose_alphas
+import methods
+from methods import Configuration
 
 ANSWER_TOKENS = 2
 LANGUAGE_MODEL = dict(lm_layers=4, hidden=256, heads=8, kv_heads=8, vision_layers=2, vision_hidden=64,
@@ -43,14 +43,14 @@ THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65)
 ADAPT = dict(weight1=0.5, weight2=1.5, threshold=0.4)  # the paper's Controlled_Images_A setting
 
 
-def sweep_specs() -> list[MethodSpec]:
+def sweep_specs() -> list[Configuration]:
     """The 6-alpha sweep as the CLI expands it: base + scaling_vis at each of ALPHAS."""
-    return [MethodSpec("base")] + [MethodSpec("scaling_vis", weight=a) for a in ALPHAS]
+    return [Configuration.of("base")] + [Configuration.of("scaling_vis", weight=a) for a in ALPHAS]
 
 
-def grid_specs() -> list[MethodSpec]:
+def grid_specs() -> list[Configuration]:
     """The sweep plus the full AdaptVis grid (2 x 3 x 10 = 60 configurations): run.sh's val pass."""
-    adapt = [MethodSpec("adapt_vis", weight1=w1, weight2=w2, threshold=t)
+    adapt = [Configuration.of("adapt_vis", weight1=w1, weight2=w2, threshold=t)
              for w1 in WEIGHT1 for w2 in WEIGHT2 for t in THRESHOLDS]
     return sweep_specs() + adapt
 
@@ -133,16 +133,14 @@ def _engine_base(vlm, inputs):
 
 
 def _through_runner(specs_fn, engine):
-    """What `runner.evaluate.evaluate_samples` does per batch, for the configurations `specs_fn()`."""
+    """What `runner.evaluate.evaluate_samples` does per batch (`methods.answer`), for the configurations
+    `specs_fn()`."""
     specs = specs_fn()
-    adapt = {s: AdaptVis(weight1=s.weight1, weight2=s.weight2, threshold=s.threshold)
-             for s in specs if s.method == "adapt_vis"}
 
     def run(vlm, inputs):
-        session = _session(vlm, inputs, engine)
-        confidence = session.confidence.float().cpu()
-        choices = [choose_alphas(spec, adapt.get(spec), confidence) for spec in specs]
-        return answer_batch(session, choices)
+        rows = inputs["input_ids"].shape[0]
+        return methods.answer(vlm, [None] * rows, None, None, specs, max_new_tokens=ANSWER_TOKENS, engine=engine,
+                              inputs=inputs)
     return run
 
 

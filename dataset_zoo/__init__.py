@@ -6,7 +6,8 @@
 
 Names: Controlled_Images_A, Controlled_Images_B, COCO_QA_one_obj, COCO_QA_two_obj, VG_QA_one_obj,
 VG_QA_two_obj, VSR (zero-shot test, the paper's setting), VSR_random, VSR_zeroshot (`vsr_split`),
-Synthetic_Controlled_A, Synthetic_Controlled_B (generated into the data root on first use).
+Synthetic_Controlled_A, Synthetic_Controlled_B (generated into the data root on first use), and the general
+benchmarks POPE (option: adversarial / popular / random / all), GQA, TextVQA, VQAv2 (option: 5k / full).
 """
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from typing import Optional, Sequence
 from common.errors import ToolkitError
 from dataset_zoo import download as _download
 from dataset_zoo.base import MULTIPLE_CHOICE, YES_NO, Sample, SpatialDataset
-from dataset_zoo.catalog import CONTROLLED, DATASET_NAMES, VSR, DatasetSpec, get_spec, resolve_option, vsr_annotation
+from dataset_zoo.catalog import (CONTROLLED, DATASET_NAMES, GENERAL, VSR, DatasetSpec, get_spec, resolve_option,
+                                 vsr_annotation)
+from dataset_zoo.general import fetch_general, load_general
 from dataset_zoo.paper_prompts import CONFIGS as PAPER_PROMPT_CONFIGS
 from dataset_zoo.paper_prompts import download_paper_prompts
-from dataset_zoo.prompts import load_templates, paper_prompts_for
+from dataset_zoo.prompts import GENERAL_KEYS, GENERAL_TEMPLATE_FILE, load_templates, paper_prompts_for
 from dataset_zoo.questions import build_samples, template_name
 from dataset_zoo.splits import resolve_split, select
 from dataset_zoo.vsr import load_vsr_samples
@@ -85,6 +88,21 @@ def _fetch_text_files(spec: DatasetSpec, root: Path, vsr_split: str, option: Opt
         download_paper_prompts(prompt_dir, spec.name, option, mirror=mirror)
 
 
+def _general_dataset(spec: DatasetSpec, root: Path, split: str, option: str, seed: int, download: bool,
+                     template_file: Optional[Path | str], mirror: Optional[str], check_images: bool,
+                     prompt_dir: Optional[Path | str], prompt_variant: str) -> LoadedDataset:
+    if prompt_dir is not None or prompt_variant != "default":
+        raise ToolkitError(f"{spec.name} asks its own questions; prompt_dir / --prompt-dir and prompt_variant / "
+                           f"--prompt-variant apply to the WhatsUp datasets only")
+    if download:
+        fetch_general(spec, root, mirror)
+    templates = load_templates(template_file or GENERAL_TEMPLATE_FILE, GENERAL_KEYS)
+    samples, task, source_info = load_general(spec, root, option, split, seed, templates, check_images)
+    info = {"dataset": spec.name, "split": split, "seed": seed, "option": option,
+            "annotation": str(root / spec.annotation), "root": str(root), **source_info}
+    return LoadedDataset(spec.name, samples, task, False, templates.info("short_answer", "default", option), info)
+
+
 def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = None, option: Optional[str] = None,
                 download: bool = False, seed: int = 1, prompt_dir: Optional[Path | str] = None, *,
                 prompt_variant: str = "default", vsr_split: str = "test", vsr_paper_resize: bool = False,
@@ -96,11 +114,14 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
         "test" when the environment has TEST_MODE=True, else "all". The val/test indices are the paper's
         (`random.seed(seed); sorted(random.sample(range(N), int(0.2*N)))`, test = complement).
     option: "two" | "four" | "six"; None = the paper's count (four for Controlled/COCO, six for VG);
-        ignored for VSR. prompt_dir: a folder with the original `{name}_with_answer_{option}_options.jsonl`
-        files, used verbatim (paper-exact mode). prompt_variant: "default" | "reversed" (objects swapped,
+        ignored for VSR. For the general benchmarks the subset: POPE "adversarial" | "popular" | "random" |
+        "all" (default), VQAv2 "5k" (default, a fixed sample) | "full"; GQA and TextVQA have one each.
+        prompt_dir: a folder with the original `{name}_with_answer_{option}_options.jsonl` files, used
+        verbatim (paper-exact mode). prompt_variant: "default" | "reversed" (objects swapped,
         inverse answer). vsr_split: "train" | "dev" | "test" for the VSR names. vsr_paper_resize: stretch VSR
         images to 2300x4096 as the original did. check_images: fail early, naming the missing files, when
-        images of the selected split are absent. template_file: another prompt template file.
+        images of the selected split are absent. template_file: another prompt template file (for the
+        general benchmarks one like prompt/general_qa.json).
         download / download_mirror: fetch missing files (see dataset_zoo.download); with prompt_dir also
         the paper's prompt file (from AdaptVis/all_datasets, see dataset_zoo.paper_prompts).
         synthetic: keyword arguments for `ensure_synthetic_controlled` (seed, n_pairs, size) of the
@@ -110,6 +131,9 @@ def get_dataset(name: str, root: Path | str = "data", split: Optional[str] = Non
     root = Path(root)
     split = resolve_split(split)
     option = resolve_option(spec, option)
+    if spec.family == GENERAL:
+        return _general_dataset(spec, root, split, option, seed, download, template_file, download_mirror,
+                                check_images, prompt_dir, prompt_variant)
     if download and not spec.synthetic:
         _fetch_text_files(spec, root, vsr_split, option, prompt_dir, download_mirror)
     path = _annotation_path(spec, root, vsr_split, synthetic)

@@ -15,6 +15,7 @@ from common.errors import ToolkitError
 
 MULTIPLE_CHOICE = "multiple_choice"
 YES_NO = "yes_no"
+SHORT_ANSWER = "short_answer"  # free-form answer scored against human answers (GQA, TextVQA, VQAv2)
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,21 @@ class Sample:
     question: model-agnostic user text, e.g. "Where is the mug in relation to the table? Answer with
         left, right, on or under." Chat templates and image placeholders belong to the model layer.
     options: the answer words the question offers, lower case, e.g. ("left", "right", "on", "under");
-        ("yes", "no") for VSR.
-    answer: the gold answer, one of `options`.
+        ("yes", "no") for VSR and POPE; () for short-answer questions.
+    answer: the gold answer, one of `options` (short answer: the reference answer, for VQAv2 and TextVQA
+        the most frequent human answer).
     relation: the relation label of the sample (Controlled file-name slot such as "left" or "in-front",
-        COCO/VG label word, or the VSR relation such as "on top of").
+        COCO/VG label word, or the VSR relation such as "on top of"); for the general benchmarks the key of
+        the per-relation breakdown (POPE subset, GQA structural type, VQAv2 answer type, TextVQA "text").
     group: (obj1, obj2) for Controlled-style data, the key of the pair/set metrics; None elsewhere.
     caption / label: the VSR caption and its 0/1 truth label; None elsewhere.
     paper_prompt: the verbatim prompt of the original `prompts/*.jsonl` row (image placeholder and
         chat wording included) when the user asked for paper-exact prompts; None otherwise.
+    answers: the human answers of a short-answer question (the ten of TextVQA and VQAv2), scored with the
+        VQA accuracy rule; None elsewhere (then `answer` alone is the reference). Short-answer samples
+        have no `options` (empty tuple).
+    subset: the part of a benchmark the sample belongs to when metrics are reported per part and
+        averaged (POPE: "adversarial", "popular", "random"); None elsewhere.
     """
 
     id: str
@@ -49,6 +57,8 @@ class Sample:
     label: Optional[int] = None
     paper_prompt: Optional[str] = None
     resize_to: Optional[tuple[int, int]] = field(default=None, compare=False)
+    answers: Optional[tuple[str, ...]] = None
+    subset: Optional[str] = None
 
     @property
     def image(self) -> Image.Image:
@@ -71,7 +81,8 @@ class Sample:
 class SpatialDataset(Sequence[Sample]):
     """A named, sized, indexable list of samples.
 
-    `task` is MULTIPLE_CHOICE (WhatsUp-style: pick one relation word) or YES_NO (VSR: judge a caption).
+    `task` is MULTIPLE_CHOICE (WhatsUp-style: pick one relation word), YES_NO (VSR, POPE) or SHORT_ANSWER
+    (GQA, TextVQA, VQAv2: a word or phrase scored against human answers).
     `has_groups` says whether pair/set accuracy applies (Controlled A/B and their synthetic twins).
     """
 

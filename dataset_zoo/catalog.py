@@ -12,9 +12,12 @@ from common.errors import ToolkitError
 CONTROLLED = "controlled"
 WHATSUP_QA = "whatsup_qa"
 VSR = "vsr"
+GENERAL = "general"  # the general-QA benchmarks of the paper's appendix (Tables 3, 4, 10), dataset_zoo/general.py
 
 VSR_KINDS = ("random", "zeroshot")
 VSR_SPLITS = ("train", "dev", "test")
+CHOICE_COUNTS = ("two", "four", "six")
+POPE_SUBSETS = ("adversarial", "popular", "random")
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,9 @@ class DatasetSpec:
     option_set: key of `option_sets` in prompt/templates.json; paper_option: the option count the paper
         used, also the default; "two" is available for every multiple-choice dataset.
     variant: Controlled "A"/"B"; label_rule: key of `relations.LABEL_RULES` (COCO/VG); objects: 1 or 2.
+    subsets: general benchmarks only, the values `option` selects (POPE's subsets, VQAv2's fixed sample or
+        full set); paper_option is then the default subset. annotation / images are the hub repository's
+        folder and the folder its embedded images are extracted to.
     """
 
     name: str
@@ -39,9 +45,12 @@ class DatasetSpec:
     objects: int = 2
     synthetic: bool = False
     vsr_kind: Optional[str] = None
+    subsets: tuple[str, ...] = ()
 
     @property
     def supported_options(self) -> tuple[str, ...]:
+        if self.family == GENERAL:
+            return self.subsets
         return () if self.paper_option is None else ("two", self.paper_option)
 
 
@@ -56,6 +65,10 @@ def _qa(name: str, stem: str, images: str, option_set: str, paper_option: str, r
                        label_rule=rule, objects=objects)
 
 
+def _general(name: str, repo: str, subsets: tuple[str, ...], default: str) -> DatasetSpec:
+    return DatasetSpec(name, GENERAL, repo, f"{repo}/images", paper_option=default, subsets=subsets)
+
+
 _SPECS = (
     _controlled("Controlled_Images_A", "controlled_images_dataset.json", "controlled_images", "A"),
     _controlled("Controlled_Images_B", "controlled_clevr_dataset.json", "controlled_clevr", "B"),
@@ -68,10 +81,16 @@ _SPECS = (
     DatasetSpec("VSR_zeroshot", VSR, "vsr/zeroshot/test.jsonl", ".", vsr_kind="zeroshot"),
     _controlled("Synthetic_Controlled_A", "synthetic_controlled_a.json", "synthetic_controlled_a", "A", True),
     _controlled("Synthetic_Controlled_B", "synthetic_controlled_b.json", "synthetic_controlled_b", "B", True),
+    _general("POPE", "lmms-lab/POPE", POPE_SUBSETS + ("all",), "all"),
+    _general("GQA", "lmms-lab/GQA", ("testdev-balanced",), "testdev-balanced"),
+    _general("TextVQA", "lmms-lab/textvqa", ("validation",), "validation"),
+    _general("VQAv2", "lmms-lab/VQAv2", ("5k", "full"), "5k"),
 )
 
 SPECS = {spec.name: spec for spec in _SPECS}
 DATASET_NAMES = tuple(SPECS)
+# Every value `option` (and --option) takes: answer counts of the multiple-choice sets, general subsets.
+OPTION_NAMES = tuple(dict.fromkeys(CHOICE_COUNTS + tuple(s for spec in _SPECS for s in spec.subsets)))
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -89,14 +108,16 @@ def vsr_annotation(spec: DatasetSpec, vsr_split: str) -> str:
 
 
 def resolve_option(spec: DatasetSpec, option: Optional[str]) -> Optional[str]:
-    """The option count to use: the paper's when None; VSR ignores the option (its answers are yes/no)."""
-    if option is not None and option not in ("two", "four", "six"):
-        raise ToolkitError(f"unknown option {option!r}; valid options: two, four, six")
+    """The option to use: the answer count (the paper's when None) or, for a general benchmark, the subset
+    (its default when None); VSR ignores the option (its answers are yes/no)."""
+    if option is not None and option not in OPTION_NAMES:
+        raise ToolkitError(f"unknown option {option!r}; valid options: {', '.join(OPTION_NAMES)}")
     if spec.family == VSR:
         return None
     if option is None:
         return spec.paper_option
     if option not in spec.supported_options:
+        default = "default" if spec.family == GENERAL else "the paper used"
         raise ToolkitError(f"option {option!r} is not available for {spec.name}; valid: "
-                           f"{', '.join(spec.supported_options)} (the paper used {spec.paper_option})")
+                           f"{', '.join(spec.supported_options)} ({default} {spec.paper_option})")
     return option

@@ -6,7 +6,9 @@ Sources (the ones the original code and the dataset authors use):
 - COCO val2017 images (COCO_QA_*): the official zip, http://images.cocodataset.org/zips/val2017.zip;
 - VSR split files: the Hugging Face dataset repos cambridgeltl/vsr_{random,zeroshot}, via huggingface_hub;
 - VSR images: each referenced COCO image from its own `image_link` (a few hundred files instead of the
-  18 GB train2017 zip the original fetched).
+  18 GB train2017 zip the original fetched);
+- general benchmarks (POPE, GQA, TextVQA, VQAv2): the parquet shards of their lmms-lab hub repositories,
+  listed and fetched with huggingface_hub (`fetch_table`; layout in dataset_zoo.hub_tables).
 
 Every file is written under a temporary name (".<name>.part") and renamed only when complete, and an
 archive is extracted into a temporary folder that is renamed when extraction finished, so an interrupted
@@ -28,7 +30,8 @@ import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
 from tqdm import tqdm
@@ -36,6 +39,7 @@ from tqdm import tqdm
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
 from dataset_zoo.catalog import VSR, DatasetSpec, vsr_annotation
+from dataset_zoo.hub_tables import HubTable, local_files, missing_shards, placement_hint
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +232,7 @@ def _raise_unavailable(failures: Sequence[tuple[Remote, str]], root: Path, spec:
 GIVE_UP_AFTER = 3  # failures in a row with no success: the source is down, do not try hundreds of images
 
 
-def _fetch_all(remotes: Sequence[Remote], root: Path, spec: DatasetSpec, mirror: Optional[str]) -> None:
+def fetch_remotes(remotes: Sequence[Remote], root: Path, spec: DatasetSpec, mirror: Optional[str]) -> None:
     failures = []
     for tried, remote in enumerate(tqdm(remotes, desc=f"{spec.name} files", unit="file",
                                         disable=None if len(remotes) > 1 else True), start=1):
@@ -251,7 +255,7 @@ def fetch_annotations(spec: DatasetSpec, root: Path, vsr_split: str = "test", mi
     remote = annotation_remote(spec, vsr_split)
     if remote is not None and not (root / remote.target).is_file():
         logger.info("downloading %s to %s", remote.describe(), root / remote.target)
-        _fetch_all([remote], root, spec, mirror)
+        fetch_remotes([remote], root, spec, mirror)
 
 
 def _image_remotes(spec: DatasetSpec, root: Path, samples: Sequence[Sample]) -> list[Remote]:
@@ -274,7 +278,42 @@ def fetch_images(spec: DatasetSpec, root: Path, samples: Sequence[Sample], mirro
     remotes = _image_remotes(spec, root, samples)
     if remotes:
         logger.info("downloading %d image source(s) for %s", len(remotes), spec.name)
-        _fetch_all(remotes, root, spec, mirror)
+        fetch_remotes(remotes, root, spec, mirror)
+
+
+def list_hub_files(table: HubTable, mirror: Optional[str] = None) -> list[str]:
+    """Repository paths of the table's shards: listed on the hub, or found in a local mirror folder."""
+    if mirror is not None:
+        if "://" in mirror:
+            raise SourceUnavailable("a URL mirror cannot be listed; use a local folder mirror for hub datasets")
+        base = Path(mirror) / table.repo
+        return sorted(path.relative_to(base).as_posix() for path in base.glob(table.pattern))
+    from huggingface_hub import HfApi
+
+    try:
+        names = HfApi().list_repo_files(table.repo, repo_type="dataset")
+    except Exception as err:  # offline mode, network and HTTP errors all mean "not reachable from here"
+        raise SourceUnavailable(f"{type(err).__name__}: {err}") from err
+    return sorted(name for name in names if fnmatch(name, table.pattern))
+
+
+def fetch_table(spec: DatasetSpec, root: Path, table: HubTable, mirror: Optional[str] = None) -> None:
+    """Download the table's missing shards; nothing when a complete set or a single-file copy is present."""
+    present = local_files(root, table)
+    if present and not missing_shards(present):
+        return
+    try:
+        names = list_hub_files(table, mirror)
+    except SourceUnavailable as err:
+        raise ToolkitError(f"could not list the files of {table.repo} [{err}]; place "
+                           f"{placement_hint(root, table)}") from None
+    if not names:
+        raise ToolkitError(f"no file of {table.repo} matches {table.pattern} (the repository changed?); place "
+                           f"{placement_hint(root, table)}")
+    remotes = [Remote(PurePosixPath(name).name, HF, f"{table.repo}/{name}", f"{table.repo}/{name}")
+               for name in names if not (root / table.repo / name).is_file()]
+    logger.info("downloading %d file(s) of %s to %s", len(remotes), table.repo, root / table.repo)
+    fetch_remotes(remotes, root, spec, mirror)
 
 
 def _how_to_get(spec: DatasetSpec, vsr_split: str) -> str:

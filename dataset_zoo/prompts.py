@@ -18,9 +18,15 @@ from typing import Optional
 
 from common.errors import ToolkitError
 from common.jsonio import iter_jsonl, read_json
+from dataset_zoo.catalog import CHOICE_COUNTS
 
 DEFAULT_TEMPLATE_FILE = Path(__file__).resolve().parent.parent / "prompt" / "templates.json"
-OPTION_WORDS = ("two", "four", "six")
+# The general benchmarks' prompts live in their own file, so adding them left the spatial templates' hash
+# (recorded by every spatial run) unchanged.
+GENERAL_TEMPLATE_FILE = DEFAULT_TEMPLATE_FILE.with_name("general_qa.json")
+SPATIAL_KEYS = ("questions", "option_sets", "two_options_text", "paper_prompts")
+GENERAL_KEYS = ("questions",)
+OPTION_WORDS = CHOICE_COUNTS
 
 # The original files wrap the question in LLaVA-1.5 chat wording. Tolerated quirks: a double space after
 # "USER:" and an extra newline before "ASSISTANT:" (both stripped as surrounding whitespace); quirks inside
@@ -44,16 +50,17 @@ class OptionSet:
 class PromptTemplates:
     """The parsed template file; see prompt/templates.json for the strings."""
 
-    def __init__(self, path: Path, data: dict):
+    def __init__(self, path: Path, data: dict, required: tuple[str, ...] = SPATIAL_KEYS):
         self.path = path
         self.name = data.get("name", path.stem)
         self.version = data.get("version")
         self.sha256 = file_sha256(path)
         self._data = data
-        for key in ("questions", "option_sets", "two_options_text", "paper_prompts"):
+        model = GENERAL_TEMPLATE_FILE if required == GENERAL_KEYS else DEFAULT_TEMPLATE_FILE
+        for key in required:
             if key not in data:
                 raise ToolkitError(f"{path}: prompt template file lacks the key {key!r}; start from the "
-                                   f"repository's prompt/templates.json")
+                                   f"repository's prompt/{model.name}")
 
     def question(self, template: str, **fields: str) -> str:
         try:
@@ -81,14 +88,15 @@ class PromptTemplates:
                 "sha256": self.sha256, "template": template, "variant": variant, "option": option}
 
 
-def load_templates(path: Optional[Path | str] = None) -> PromptTemplates:
-    """Read the template file (default: the repository's prompt/templates.json)."""
+def load_templates(path: Optional[Path | str] = None, required: tuple[str, ...] = SPATIAL_KEYS) -> PromptTemplates:
+    """Read a template file (default: the repository's prompt/templates.json; `required=GENERAL_KEYS` for
+    a file of the general benchmarks' prompts such as prompt/general_qa.json)."""
     path = Path(path) if path is not None else DEFAULT_TEMPLATE_FILE
     data = read_json(path, what="prompt template file")
     if not isinstance(data, dict):
         raise ToolkitError(f"{path}: a prompt template file holds one JSON object; start from the "
-                           f"repository's prompt/templates.json")
-    return PromptTemplates(path, data)
+                           f"repository's prompt/{path.name}")
+    return PromptTemplates(path, data, required)
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,6 @@
-"""Scoring: map generations onto answer options (`judge`) and aggregate verdicts (`compute_metrics`).
+"""Reporting: what finished run folders say, as the val selection, the paper's tables and plots.
 
-    from evaluation import judge, compute_metrics
-    judgements = [judge(generation, sample, mode="strict") for generation, sample in zip(generations, samples)]
-    metrics = compute_metrics(judgements, samples)   # accuracy, per_relation, confusion, pair/set or F1 ...
-
-`mode="paper"` reproduces the original AdaptVis substring rule; see `evaluation.matching`.
+It reads run folders only (`evaluation.runs`); scoring a generation happens during the run, in
+`scoring`. Commands: `python -m evaluation.select` (hyper-parameters chosen on val) and
+`python -m evaluation.report` (tables and plots).
 """
-from evaluation.matching import MATCH_MODES, SYNONYMS, Judgement, judge, parse_option
-from evaluation.metrics import compute_metrics
-
-__all__ = ["MATCH_MODES", "SYNONYMS", "Judgement", "judge", "parse_option", "compute_metrics"]

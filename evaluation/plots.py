@@ -1,8 +1,11 @@
 """PNG plots of finished runs (`python -m evaluation.report OUTPUT_ROOT --plot DIR`).
 
-* `scaling_vis__<dataset>__<model>__<split>[__<option>].png`: accuracy vs alpha (ScalingVis), with
-  the baseline as a horizontal line.
-* `adapt_vis__...png`: AdaptVis accuracy vs threshold, one line per (weight1, weight2).
+* `<method>__<dataset>__<model>__<split>[__<option>].png`, for every method with a grid: accuracy
+  against one of its hyper-parameters (`methods.Method.plot_x`; by default its last labelled numeric
+  one: alpha for ScalingVis, the threshold for AdaptVis), one line per value of the others, with the
+  baseline as a horizontal line. For a test (or all) split whose val grid exists, the curves are the
+  val grid's, and the test results of the configurations present (the selected ones) are marked on
+  them: the test split alone holds one point per method.
 * `confidence__...png`: histogram of the first-answer-token confidence of a baseline run, split by
   correct / wrong answers: the quantity AdaptVis compares with its threshold.
 
@@ -25,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (must follow the backend choice)
 
 from common.errors import ToolkitError  # noqa: E402
 from evaluation.runs import RunRecord, dataset_label, format_number, latest_per_configuration  # noqa: E402
+from methods import all_methods, get_method  # noqa: E402
 from runner.records import SAMPLES_FILE, read_records  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -49,12 +53,13 @@ def write_plots(runs: Sequence[RunRecord], out_dir: Path, *, pool: Optional[Sequ
     written = []
     for key in sorted(groups, key=lambda k: stems[k]):
         members, baseline = groups[key], _baseline(pool, key)
-        written += _plot_scaling(members, baseline, metric, out_dir / f"scaling_vis__{stems[key]}.png")
-        written += _plot_adaptive(members, baseline, metric, out_dir / f"adapt_vis__{stems[key]}.png")
+        for method in all_methods():
+            written += _plot_method(method.name, members, _val_grid(pool, key), baseline, metric,
+                                    out_dir / f"{method.name}__{stems[key]}.png")
         if baseline is not None:
             written += _plot_confidence(baseline, out_dir / f"confidence__{stems[key]}.png")
     if not written:
-        logger.warning("no plots: need ScalingVis or AdaptVis runs, or baseline runs with samples.jsonl")
+        logger.warning("no plots: need runs of a method with a grid, or baseline runs with samples.jsonl")
     return written
 
 
@@ -89,32 +94,59 @@ def _baseline(pool: Sequence[RunRecord], key: tuple) -> Optional[RunRecord]:
                  and (run.dataset, run.model, run.split, run.settings) == key), None)
 
 
-def _plot_scaling(members: list[RunRecord], baseline: Optional[RunRecord], metric: str, path: Path) -> list[Path]:
-    points = sorted((run.weight, run.metric(metric)) for run in members
-                    if run.method == "scaling_vis" and run.weight is not None and run.metric(metric) is not None)
-    if not points:
+def _val_grid(pool: Sequence[RunRecord], key: tuple) -> list[RunRecord]:
+    """The val runs of the same dataset, model and settings as a test (or all) group; [] for val groups."""
+    dataset, model, split, settings = key
+    if split == "val":
         return []
-    figure, axes = plt.subplots(figsize=(5, 3.5))
-    axes.plot([x for x, _ in points], [100 * y for _, y in points], marker="o", label="ScalingVis")
-    _draw_baseline(axes, baseline, metric)
-    _finish(figure, axes, members[0], "α (--weight)", metric, "ScalingVis")
-    return _save(figure, path)
+    return [run for run in pool if (run.dataset, run.model, run.split, run.settings) == (dataset, model, "val",
+                                                                                          settings)]
 
 
-def _plot_adaptive(members: list[RunRecord], baseline: Optional[RunRecord], metric: str, path: Path) -> list[Path]:
-    lines: dict[tuple, list[tuple[float, float]]] = {}
-    for run in members:
-        if run.method == "adapt_vis" and run.threshold is not None and run.metric(metric) is not None:
-            lines.setdefault((run.weight1, run.weight2), []).append((run.threshold, run.metric(metric)))
-    if not lines:
+def plot_axis(method: str) -> Optional[str]:
+    """The hyper-parameter on the x axis of a method's curve: its `plot_x`, else its last labelled numeric one."""
+    entry = get_method(method)
+    if entry.plot_x:
+        return entry.plot_x
+    numeric = [h.name for h in entry.hyperparameters if h.short and h.kind in (int, float)]
+    return numeric[-1] if numeric else None
+
+
+def _curves(runs: Sequence[RunRecord], method: str, x: str, metric: str) -> dict[tuple, list[tuple]]:
+    """{values of the other labelled hyper-parameters: [(x, metric)]} of the runs of `method`."""
+    lines: dict[tuple, list[tuple]] = {}
+    for run in runs:
+        value, score = run.hyperparameters.get(x), run.metric(metric)
+        if run.method == method and isinstance(value, (int, float)) and score is not None:
+            others = tuple((name, v) for name, v in run.labelled.items() if name != x)
+            lines.setdefault(others, []).append((value, score))
+    return lines
+
+
+def _plot_method(method: str, members: list[RunRecord], val_grid: list[RunRecord], baseline: Optional[RunRecord],
+                 metric: str, path: Path) -> list[Path]:
+    x = plot_axis(method)
+    if x is None:
         return []
+    grid = _curves(val_grid, method, x, metric)
+    shown = _curves(members, method, x, metric)
+    if not shown and not grid:
+        return []
+    curves = grid or shown
+    entry = get_method(method)
+    symbols = {h.name: h.symbol or h.name for h in entry.hyperparameters}
     figure, axes = plt.subplots(figsize=(5, 3.5))
-    for (weight1, weight2), points in sorted(lines.items(), key=lambda item: tuple(v or 0 for v in item[0])):
+    for others, points in sorted(curves.items(), key=lambda item: repr(item[0])):
         points.sort()
-        axes.plot([x for x, _ in points], [100 * y for _, y in points], marker="o",
-                  label=f"α₁={format_number(weight1)}, α₂={format_number(weight2)}")
+        label = ", ".join(f"{symbols[name]}={format_number(v)}" for name, v in others) or entry.title
+        axes.plot([p for p, _ in points], [100 * y for _, y in points], marker="o", label=label + (" (val)" if grid else ""))
+    if grid and shown:
+        marked = sorted(point for points in shown.values() for point in points)
+        axes.scatter([p for p, _ in marked], [100 * y for _, y in marked], marker="*", s=140, color="black",
+                     zorder=5, label=f"{members[0].split} (selected)")
     _draw_baseline(axes, baseline, metric)
-    _finish(figure, axes, members[0], "β (--threshold)", metric, "AdaptVis")
+    hyperparameter = entry.hyperparameter(x)
+    _finish(figure, axes, members[0], f"{symbols[x]} ({hyperparameter.flag})", metric, entry.title)
     return _save(figure, path)
 
 

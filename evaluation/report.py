@@ -1,5 +1,6 @@
-"""Turn run folders into the paper's tables: Table 1 (WhatsUp: Acc, Pair Acc, Set Acc per subset) and
-Table 2 (VSR: Acc, F1, F1 (paper)), as Markdown and LaTeX (booktabs), with deltas over the baseline.
+"""Turn run folders into the paper's tables: Table 1 (WhatsUp: Acc, Pair Acc, Set Acc per subset), Table 2
+(VSR: Acc, F1, F1 (paper)) and Table 4 (general QA: POPE-A/P/R/AVG, GQA, VQAv2, TextVQA), as Markdown
+and LaTeX (booktabs), with deltas over the baseline.
 
 Examples:
     python -m evaluation.report output/                                   # Markdown tables on stdout
@@ -7,9 +8,10 @@ Examples:
     python -m evaluation.report output/ --model llava1.5 --long           # plus one row per run
     python -m evaluation.report output/ --plot results/plots              # PNG curves and histograms
 
-One table per (model, split, settings) and benchmark family. Rows: Baseline, then ScalingVis and
-AdaptVis. On the test split, when val runs of the same settings exist, each method gets one row whose
-hyper-parameters are selected per dataset on val (`evaluation.selection`; the notes list them);
+One table per (model, split, settings) and benchmark family. Rows: Baseline, then every other
+registered method present, in the registry's order (e.g. +DoLa, +VCD, ScalingVis, AdaptVis). On the
+test split, when val runs of the same settings exist, each method gets one row whose hyper-parameters
+are selected per dataset on val (`evaluation.selection`; the notes list them);
 otherwise (val or all split, or no val runs) every configuration present gets its own row, named by
 its hyper-parameters. The caption says which rule applied. Values are percentages with one decimal;
 "84.9 (+24.6)" is a value and its difference to the Baseline row; "–" marks a missing run or metric.
@@ -25,21 +27,20 @@ from typing import Optional, Sequence
 
 from common.cli import OneLineParser
 from common.errors import ToolkitError
-from dataset_zoo.catalog import CONTROLLED, VSR, SPECS
+from dataset_zoo.catalog import CONTROLLED, GENERAL, SPECS, VSR
 from evaluation.report_long import long_table
 from evaluation.report_tables import Row, Table, render_latex, render_markdown, with_delta
-from evaluation.runs import (METHOD_NAMES, RunRecord, dataset_label, dataset_rank, format_number,
+from evaluation.runs import (RunRecord, dataset_label, dataset_rank, format_number,
                              latest_per_configuration, load_runs, non_default_settings)
-from evaluation.selection import METRICS, TIE_RULES, matching_runs, select_best
+from evaluation.selection import METRICS, matching_runs, select_best
+from methods import all_methods, get_method
 
 logger = logging.getLogger(__name__)
 
 SPLIT_ORDER = ("val", "test", "all")
-TUNED_METHODS = ("scaling_vis", "adapt_vis")
 # Why a table lists every configuration instead of the val-selected one (selection happens for test only).
 NO_SELECTION_REASONS = {"val": "the val split is the selection grid",
                         "all": "split all contains the val samples, so nothing is selected on val"}
-HYPERPARAMETER_LEGEND = "α = --weight (ScalingVis); α₁, α₂, β = --weight1, --weight2, --threshold (AdaptVis)."
 
 
 @dataclass(frozen=True)
@@ -57,10 +58,32 @@ def family_of(dataset: str) -> Optional[str]:
     return spec.family if spec else None
 
 
-def hyperparameter_label(hyperparameters: dict) -> str:
-    """ "α=0.8" or "α₁=0.5, α₂=1.5, β=0.4" (the paper's names; the legend maps them to flags)."""
-    names = {"weight": "α", "weight1": "α₁", "weight2": "α₂", "threshold": "β"}
-    return ", ".join(f"{names[flag]}={format_number(value)}" for flag, value in hyperparameters.items())
+def method_title(method: str) -> str:
+    return get_method(method).title
+
+
+def hyperparameter_label(method: str, hyperparameters: dict) -> str:
+    """ "α=0.8" or "α₁=0.5, α₂=1.5, β=0.4" (the paper's names; the legend maps them to flags), plus the
+    other hyper-parameters where they differ from their defaults (", scope=all")."""
+    parts = []
+    for hyperparameter in get_method(method).hyperparameters:
+        value = hyperparameters.get(hyperparameter.name)
+        if hyperparameter.short:
+            parts.append(f"{hyperparameter.symbol or hyperparameter.name}={format_number(value)}")
+        elif value != hyperparameter.default:
+            parts.append(f"{hyperparameter.name}={format_number(value)}")
+    return ", ".join(parts)
+
+
+def hyperparameter_legend(methods: Sequence[str]) -> str:
+    """ "α = --weight (ScalingVis); α₁, α₂, β = --weight1, --weight2, --threshold (AdaptVis)." for `methods`."""
+    parts = []
+    for method in methods:
+        labelled = [h for h in get_method(method).hyperparameters if h.short and h.symbol]
+        if labelled:
+            parts.append(f"{', '.join(h.symbol for h in labelled)} = {', '.join(h.flag for h in labelled)} "
+                         f"({method_title(method)})")
+    return "; ".join(parts) + "." if parts else ""
 
 
 # ------------------------------------------------------------------ tables
@@ -80,13 +103,21 @@ def build_tables(runs: Sequence[RunRecord], *, pool: Optional[Sequence[RunRecord
         contexts.setdefault(_context(run), []).append(run)
     tables = []
     for context in sorted(contexts, key=_context_order):
-        whatsup = [run for run in contexts[context] if family_of(run.dataset) != VSR]
-        vsr = [run for run in contexts[context] if family_of(run.dataset) == VSR]
-        if whatsup:
-            tables.append(_build_table(1, context, whatsup, pool, metric, paper_pair_set))
-        if vsr:
-            tables.append(_build_table(2, context, vsr, pool, metric, paper_pair_set))
+        for number in TABLE_KINDS:
+            members = [run for run in contexts[context] if table_number(run.dataset) == number]
+            if members:
+                tables.append(_build_table(number, context, members, pool, metric, paper_pair_set))
     return tables
+
+
+# The paper's table numbers: 1 WhatsUp, 2 VSR, 4 the general-QA check of the appendix (Tables 3, 4, 10).
+TABLE_KINDS = {1: "WhatsUp", 2: "VSR", 4: "General QA"}
+POPE_COLUMNS = (("A", "adversarial"), ("P", "popular"), ("R", "random"))
+
+
+def table_number(dataset: str) -> int:
+    family = family_of(dataset)
+    return 2 if family == VSR else 4 if family == GENERAL else 1
 
 
 def _context(run: RunRecord) -> tuple:
@@ -103,10 +134,24 @@ def _columns(runs: Sequence[RunRecord], paper_pair_set: bool) -> list[Column]:
     pairs = sorted({(run.dataset, run.option) for run in runs}, key=lambda p: (dataset_rank(p[0]), p[1] or ""))
     columns = []
     for dataset, option in pairs:
+        if dataset == "POPE":
+            columns.extend(_pope_columns(option))
+            continue
         several = sum(other == dataset for other, _ in pairs) > 1
         label = dataset_label(dataset) + (f" ({option})" if several else "")
         columns.append(Column(dataset, option, label, _column_metrics(dataset, paper_pair_set)))
     return columns
+
+
+def _pope_columns(option: Optional[str]) -> list[Column]:
+    """POPE-A/P/R/AVG (accuracy) as the paper lays them out: from one run over all subsets (its per-subset
+    metrics and their average), or one column per single-subset run."""
+    if option != "all":
+        short = dict((name, letter) for letter, name in POPE_COLUMNS).get(option, option)
+        return [Column("POPE", option, f"POPE-{short}", (("Acc", "accuracy"),))]
+    return ([Column("POPE", option, f"POPE-{letter}", (("Acc", f"per_subset.{subset}.accuracy"),))
+             for letter, subset in POPE_COLUMNS]
+            + [Column("POPE", option, "POPE-AVG", (("Acc", "subset_average.accuracy"),))])
 
 
 def _column_metrics(dataset: str, paper_pair_set: bool) -> tuple[tuple[str, str], ...]:
@@ -126,22 +171,23 @@ def _build_table(number: int, context: tuple, runs: list[RunRecord], pool: Seque
     baselines = {column: _find(runs, column, "base", {}) for column in columns}
     rows = [Row("Baseline", [cell for column in columns for cell in _cells(baselines[column], column, None)])]
     rules, notes = [], []
-    for method in TUNED_METHODS:
+    present = [m.name for m in all_methods() if m.name != "base" and any(run.method == m.name for run in runs)]
+    for method in present:
         method_runs = [run for run in runs if run.method == method]
         selections = _val_selections(pool, columns, model, method, settings, metric) if split == "test" else {}
         if selections:
             rows.append(_selected_row(method, method_runs, columns, baselines, selections, notes))
-            rules.append(f"{METHOD_NAMES[method]}: hyper-parameters selected per dataset on val by {metric}, "
-                         f"ties broken in favour of {TIE_RULES[method]} (listed below)")
+            rules.append(f"{method_title(method)}: hyper-parameters selected per dataset on val by {metric}, "
+                         f"ties broken in favour of {get_method(method).preference_rule} (listed below)")
         elif method_runs:
             rows.extend(_configuration_rows(method, method_runs, columns, baselines))
             why = NO_SELECTION_REASONS.get(split, "no val runs to select on")
-            rules.append(f"{METHOD_NAMES[method]}: one row per configuration present ({why})")
-    kind = "WhatsUp" if number == 1 else "VSR"
+            rules.append(f"{method_title(method)}: one row per configuration present ({why})")
+    kind = TABLE_KINDS[number]
     groups = [(column.label, tuple(name for name, _ in column.metrics)) for column in columns]
-    changed = non_default_settings(settings)
+    changed = non_default_settings(settings, model)
     title = f"Table {number} · {kind} · {model} · {split}" + (f" · {changed}" if changed else "")
-    caption = _caption(number, model, split, settings, paper_pair_set, rules)
+    caption = _caption(number, model, split, settings, paper_pair_set, rules, present)
     return Table(title=title, caption=caption, row_header="Method", groups=groups, rows=rows, notes=notes)
 
 
@@ -178,49 +224,60 @@ def _selected_row(method: str, method_runs: list[RunRecord], columns: list[Colum
         selection = selections.get(column)
         run = None
         if selection is None:
-            notes.append(f"{METHOD_NAMES[method]} on {column.label}: no val runs with these settings.")
+            notes.append(f"{method_title(method)} on {column.label}: no val runs with these settings.")
         elif isinstance(selection, ToolkitError):
-            notes.append(f"{METHOD_NAMES[method]} on {column.label}: no selection ({selection}).")
+            notes.append(f"{method_title(method)} on {column.label}: no selection ({selection}).")
         else:
-            label = hyperparameter_label(selection.run.hyperparameters)
+            label = hyperparameter_label(method, selection.run.hyperparameters)
             run = _find(method_runs, column, method, selection.run.hyperparameters)
             chosen.append(f"{column.label} {label}")
             if run is None:
-                notes.append(f"{METHOD_NAMES[method]} on {column.label}: {label} selected on val has no "
+                notes.append(f"{method_title(method)} on {column.label}: {label} selected on val has no "
                              f"finished test run.")
         cells.extend(_cells(run, column, baselines[column]))
     if chosen:
-        notes.insert(first_note, f"{METHOD_NAMES[method]} selected on val: {'; '.join(chosen)}.")
-    return Row(METHOD_NAMES[method], cells)
+        notes.insert(first_note, f"{method_title(method)} selected on val: {'; '.join(chosen)}.")
+    return Row(method_title(method), cells)
 
 
 def _configuration_rows(method: str, method_runs: list[RunRecord], columns: list[Column],
                         baselines: dict) -> list[Row]:
-    configurations = sorted({tuple(run.hyperparameters.items()) for run in method_runs},
-                            key=lambda items: [value if value is not None else -1 for _, value in items])
+    configurations = sorted({run.values for run in method_runs}, key=_configuration_order)
     rows = []
     for items in configurations:
         hyperparameters = dict(items)
         cells = [cell for column in columns for cell in
                  _cells(_find(method_runs, column, method, hyperparameters), column, baselines[column])]
-        rows.append(Row(f"{METHOD_NAMES[method]} ({hyperparameter_label(hyperparameters)})", cells))
+        label = hyperparameter_label(method, hyperparameters)
+        rows.append(Row(f"{method_title(method)} ({label})" if label else method_title(method), cells))
     return rows
 
 
+def _configuration_order(items: tuple) -> list:
+    """Numbers in order, then words, None first: a stable row order for any mix of hyper-parameters."""
+    return [(0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value)) if value is not None
+            else (-1, 0, "") for _, value in items]
+
+
 def _caption(number: int, model: str, split: str, settings: tuple, paper_pair_set: bool,
-             rules: list[str]) -> str:
-    parts = [f"{'WhatsUp' if number == 1 else 'VSR'} results in % for {model} on the {split} split "
-             f"(settings: {non_default_settings(settings) or 'main_aro.py defaults'}).",
+             rules: list[str], methods: Sequence[str]) -> str:
+    parts = [f"{TABLE_KINDS[number]} results in % for {model} on the {split} split "
+             f"(settings: {non_default_settings(settings, model) or 'main_aro.py defaults'}).",
              "In parentheses: difference to the Baseline row of the same model, split and settings."]
     if number == 1:
         parts.append("Pair/Set (paper): the original formula, correct pairs / (n/2) and sets / (n/4)."
                      if paper_pair_set else "Pair/Set: pairs and sets with every member in the split.")
+    elif number == 4:
+        parts.append("POPE: accuracy on the adversarial (A), popular (P) and random (R) subsets and their mean "
+                     "(AVG); GQA: exact match, VQAv2 and TextVQA: VQA accuracy, after the official answer "
+                     "normalisation (paper appendix, Tables 3, 4 and 10).")
     else:
         parts.append("F1: standard F1 of the answer yes, 2TP/(2TP+FP+FN); F1 (paper): harmonic mean of TPR "
                      "and TNR, which the original code reports as F1.")
     parts += [rule + "." for rule in rules]
-    if rules:
-        parts.append(HYPERPARAMETER_LEGEND)
+    legend = hyperparameter_legend(methods)
+    if rules and legend:
+        parts.append(legend)
     return " ".join(parts)
 
 

@@ -4,6 +4,9 @@
     runs = load_runs("output")            # every folder with config.json + results.json
     runs[0].dataset, runs[0].method, runs[0].hyperparameters, runs[0].metric("accuracy")
 
+A folder of a method this installation does not know (e.g. written by a newer version with more
+methods) is skipped with a notice.
+
 A run folder is finished when its `results.json` exists (main_aro.py writes it last, atomically);
 folders without it are still running or were interrupted, and are skipped with a logged note.
 
@@ -22,20 +25,19 @@ from typing import Any, Iterable, Optional
 
 from common.errors import ToolkitError
 from dataset_zoo.catalog import VSR, get_spec
-from runner.config import RESULT_SETTINGS, RunConfig
+from methods import get_method, method_names
+from methods.registry import format_value as format_number
+from model_zoo.registry import auto_prompt_format
+from runner.config import AUTO, RESULT_SETTINGS, RunConfig
 from runner.records import CONFIG_FILE, RESULTS_FILE
 
 logger = logging.getLogger(__name__)
-
-METHODS = ("base", "scaling_vis", "adapt_vis")
-METHOD_NAMES = {"base": "Baseline", "scaling_vis": "ScalingVis", "adapt_vis": "AdaptVis"}
-HYPERPARAMETERS = {"base": (), "scaling_vis": ("weight",), "adapt_vis": ("weight1", "weight2", "threshold")}
 
 SETTINGS = RESULT_SETTINGS
 # Display order and names in tables and plots (the paper's Table 1 order, then Synthetic, then VSR).
 DATASET_ORDER = ("Controlled_Images_A", "Controlled_Images_B", "COCO_QA_one_obj", "COCO_QA_two_obj",
                  "VG_QA_one_obj", "VG_QA_two_obj", "Synthetic_Controlled_A", "Synthetic_Controlled_B",
-                 "VSR", "VSR_zeroshot", "VSR_random")
+                 "VSR", "VSR_zeroshot", "VSR_random", "POPE", "GQA", "VQAv2", "TextVQA")
 DATASET_LABELS = {"Controlled_Images_A": "Controlled_A", "Controlled_Images_B": "Controlled_B",
                   "COCO_QA_one_obj": "COCO one-obj", "COCO_QA_two_obj": "COCO two-obj",
                   "VG_QA_one_obj": "VG one-obj", "VG_QA_two_obj": "VG two-obj",
@@ -58,10 +60,7 @@ class RunRecord:
     model: str
     method: str
     split: str
-    weight: Optional[float]
-    weight1: Optional[float]
-    weight2: Optional[float]
-    threshold: Optional[float]
+    values: tuple[tuple[str, Any], ...]
     settings: tuple[tuple[str, Any], ...]
     finished_at: Optional[str]
     config: dict = field(compare=False, repr=False)
@@ -79,19 +78,29 @@ class RunRecord:
         return dict(self.settings).get(name)
 
     @property
-    def hyperparameters(self) -> dict[str, float]:
-        """The hyper-parameters of this run's method under their flag names, e.g. {"weight": 0.8}."""
-        return {flag: getattr(self, flag) for flag in HYPERPARAMETERS.get(self.method, ())}
+    def hyperparameters(self) -> dict[str, Any]:
+        """Every hyper-parameter of this run's method under its name, e.g. {"weight": 0.8, "scope": "prefill"};
+        an auto threshold appears as the number it was resolved to."""
+        return dict(self.values)
+
+    @property
+    def labelled(self) -> dict[str, Any]:
+        """The hyper-parameters that name configurations (those with a label abbreviation): what a grid
+        varies, what the val selection chooses and the tables show."""
+        names = {h.name for h in get_method(self.method).hyperparameters if h.short}
+        return {name: value for name, value in self.values if name in names}
 
     @property
     def configuration(self) -> tuple:
         """What makes two runs "the same configuration": everything but bookkeeping."""
-        return (self.dataset, self.model, self.split, self.settings, self.method,
-                tuple(self.hyperparameters.items()))
+        return (self.dataset, self.model, self.split, self.settings, self.method, self.values)
 
     def metric(self, name: str) -> Optional[float]:
-        """A metric of results.json as a fraction (or count), None when absent or null."""
-        value = self.results.get(name)
+        """A metric of results.json as a fraction (or count), None when absent or null; a dotted name reads
+        a nested one (`per_subset.adversarial.accuracy`)."""
+        value = self.results
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
         return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
@@ -113,7 +122,9 @@ def load_runs(root: str | Path) -> list[RunRecord]:
             unfinished.append(folder.name)
             logger.info("skipping unfinished run (no %s yet): %s", RESULTS_FILE, folder.name)
             continue
-        runs.append(read_run(folder))
+        run = read_run(folder)
+        if run is not None:
+            runs.append(run)
     if not runs:
         detail = f" ({len(unfinished)} unfinished)" if unfinished else ""
         raise ToolkitError(f"no finished runs under {root}{detail}; run main_aro.py first, or rerun "
@@ -121,25 +132,40 @@ def load_runs(root: str | Path) -> list[RunRecord]:
     return runs
 
 
-def read_run(folder: Path) -> RunRecord:
-    """The record of one finished run folder."""
+def read_run(folder: Path) -> Optional[RunRecord]:
+    """The record of one finished run folder; None (with a notice) for a method this version does not know."""
     config = _read_json_object(folder / CONFIG_FILE)
     results = _read_json_object(folder / RESULTS_FILE)
     missing = [key for key in REQUIRED_CONFIG_KEYS if config.get(key) is None]
     if missing:
         raise ToolkitError(f"{folder / CONFIG_FILE}: missing {', '.join(missing)}; this folder was not "
                            f"written by main_aro.py; move it out of the output root")
-    if config["method"] not in METHODS:
-        raise ToolkitError(f"{folder / CONFIG_FILE}: unknown method {config['method']!r}; expected one of "
-                           f"{', '.join(METHODS)}")
+    if config["method"] not in method_names():
+        logger.warning("skipping %s: method %r is not one of this version's (%s)", folder.name, config["method"],
+                       ", ".join(method_names()))
+        return None
     settings = dict((name, config.get(name)) for name in SETTINGS)
     settings["option"] = effective_option(config["dataset"], config.get("option"))
     return RunRecord(
         path=folder, dataset=config["dataset"], model=str(config["model"]), method=config["method"],
-        split=config["split"], weight=config.get("weight"), weight1=config.get("weight1"),
-        weight2=config.get("weight2"), threshold=config.get("threshold"),
+        split=config["split"], values=tuple(recorded_hyperparameters(config).items()),
         settings=tuple(settings.items()), finished_at=config.get("finished_at"),
         config=config, results=results)
+
+
+def recorded_hyperparameters(config: dict) -> dict[str, Any]:
+    """A run's hyper-parameters from its config.json: the `hyperparameters` object (folders written
+    before it existed kept them at the top level), with an auto threshold replaced by its value."""
+    method = get_method(config["method"])
+    stored = config.get("hyperparameters")
+    if stored is None:  # older run folders: flat keys, and the alpha family's settings by their old names
+        stored = {name: config.get(name) for name in method.names}
+        if "round_confidence" in method.names and "no_round_confidence" in config:
+            stored["round_confidence"] = not config["no_round_confidence"]
+    values = {name: stored.get(name) for name in method.names}
+    if values.get("threshold") == AUTO and "threshold_auto" in config:
+        values["threshold"] = config["threshold_auto"]["value"]
+    return values
 
 
 def effective_option(dataset: str, option: Optional[str]) -> Optional[str]:
@@ -192,17 +218,20 @@ def describe_settings(settings: Iterable[tuple[str, Any]]) -> str:
                      if value is not None)
 
 
-def non_default_settings(settings: Iterable[tuple[str, Any]], names: Iterable[str] = ()) -> str:
+def non_default_settings(settings: Iterable[tuple[str, Any]], model: str, names: Iterable[str] = ()) -> str:
     """`describe_settings` of the settings (all but option, or `names`) that differ from main_aro.py's
-    defaults; "" when none do."""
+    defaults for `model`; "" when none do."""
     names = tuple(names) or tuple(name for name in SETTINGS if name != "option")
     return describe_settings((name, value) for name, value in settings
-                             if name in names and value != getattr(RunConfig, name, None))
+                             if name in names and value != default_setting(name, model))
 
 
-def format_number(value: Optional[float]) -> str:
-    """A hyper-parameter as written on the command line: 0.8, 1.5, 2 (None as "none")."""
-    return "none" if value is None else f"{value:g}"
+def default_setting(name: str, model: str) -> Any:
+    """The value main_aro.py records for a setting left at its default. Runs record the prompt format
+    that "auto" resolved to, which depends on the model."""
+    if name == "prompt_format":
+        return auto_prompt_format(model)
+    return getattr(RunConfig, name, None)
 
 
 def dataset_label(dataset: str) -> str:

@@ -2,7 +2,9 @@
 
 Pass the flags you gave main_aro.py for the val grid (settings flags must match; runtime-only
 flags such as --device or --batch-size are accepted and ignored); stdout gets the chosen flags,
-stderr the reason. The rule and its tie-break are in `evaluation.selection`.
+stderr the reason. The rule and its tie-break are in `evaluation.selection`. `--prompt-format auto`
+(the default) means what it meant for main_aro.py; a selected `--threshold auto` run prints the
+number its val split gave (recorded in its config.json), so the test run uses exactly that value.
 
 Examples:
     python -m evaluation.select --output-dir output --dataset Controlled_Images_A --model-name llava1.5 \\
@@ -17,27 +19,30 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from typing import Optional, Sequence
 
 from common.cli import OneLineParser
 from common.errors import ToolkitError
+from dataset_zoo.splits import SPLITS
 from evaluation.runs import SETTINGS, effective_option, load_runs
-from evaluation.selection import METRICS, SELECTABLE_METHODS, Selection, find_candidates, select_best
-from runner.config import SPLITS
+from evaluation.selection import METRICS, Selection, find_candidates, select_best, selectable_methods
+from model_zoo.registry import auto_prompt_format
+from runner.cli import build_parser as run_parser
+from runner.cli import config_from_args
+from runner.config import RunConfig
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """main_aro.py's flags (candidates must share its settings) plus what to select and by which metric."""
-    import main_aro
-
     parser = OneLineParser(prog="python -m evaluation.select", description=__doc__.split("\n\n")[0],
-                                     epilog="Examples:" + __doc__.split("Examples:")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     parents=[main_aro.build_parser(add_help=False)], conflict_handler="resolve")
-    search = parser.add_argument_group("what to select (--weight* flags restrict the candidates to a grid)")
-    search.add_argument("--method", required=True, choices=SELECTABLE_METHODS)
+                           epilog="Examples:" + __doc__.split("Examples:")[1],
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           parents=[run_parser(add_help=False)], conflict_handler="resolve")
+    search = parser.add_argument_group("what to select (hyper-parameter flags restrict the candidates to a grid)")
+    search.add_argument("--method", required=True, choices=selectable_methods())
     search.add_argument("--split", choices=SPLITS, default="val", help="selection split (default: %(default)s)")
     search.add_argument("--metric", choices=METRICS, default="accuracy", help="default: %(default)s")
     return parser
@@ -45,15 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def select_from_args(args: argparse.Namespace) -> Selection:
     """Load the output root and run the selection the parsed arguments describe."""
-    import main_aro
-
-    config = main_aro.config_from_args(args, (args.method,))
+    config = config_from_args(args, (args.method,))
+    config = replace(config, prompt_format=recorded_prompt_format(config))
     settings = {name: getattr(config, name) for name in SETTINGS}
     settings["option"] = effective_option(config.dataset, config.option)
-    grid = {flag: getattr(config, flag) for flag in ("weight", "weight1", "weight2", "threshold")}
+    grid = dict(config.hyperparameters)
     candidates = find_candidates(load_runs(config.output_dir), dataset=config.dataset, model=config.model_label,
                                  method=args.method, split=args.split, settings=settings, grid=grid)
     return select_best(candidates, args.metric)
+
+
+def recorded_prompt_format(config: RunConfig) -> str:
+    """The prompt format main_aro.py recorded for these flags: "auto" resolved as main_aro.py resolves it."""
+    if config.prompt_format != "auto":
+        return config.prompt_format
+    if auto_prompt_format(config.model_path or config.model_name) == "paper":
+        return "paper"  # the paper's own models; fits every llava checkpoint, so nothing needs reading
+    from runner.run import open_model  # reads the checkpoint's config and processor (chat template)
+
+    return open_model(config).prompt_format
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

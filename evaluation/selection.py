@@ -12,9 +12,10 @@ limit, dtype, ...) equal the requested ones, so a selection never compares runs 
 anything but the hyper-parameters being chosen.
 
 Rule: the highest value of the metric (default `accuracy`) wins. Runs whose metric is null do not
-compete. Ties (equal to 1e-9) are broken deterministically in favour of the smallest intervention:
-ScalingVis prefers the alpha closest to 1 (then the smaller alpha); AdaptVis prefers the smallest
-|weight1 - 1| + |weight2 - 1|, then the smaller threshold, then the smaller weight1 and weight2.
+compete. Ties (equal to 1e-9) are broken deterministically in favour of the smallest intervention, as
+each method declares it (`methods.Method.preference`, described by `preference_rule`): e.g. ScalingVis
+prefers the alpha closest to 1 (then the smaller alpha); AdaptVis the smallest |weight1 - 1| +
+|weight2 - 1|, then the smaller threshold, then the smaller weight1 and weight2.
 """
 from __future__ import annotations
 
@@ -22,17 +23,18 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
 from common.errors import ToolkitError
-from evaluation.runs import (HYPERPARAMETERS, RunRecord, describe_settings, format_number,
-                             latest_per_configuration)
+from evaluation.runs import RunRecord, describe_settings, format_number, latest_per_configuration
+from methods import all_methods, get_method
+from runner.config import AUTO
 
-SELECTABLE_METHODS = ("scaling_vis", "adapt_vis")
 METRICS = ("accuracy", "pair_accuracy", "set_accuracy", "pair_accuracy_paper", "set_accuracy_paper",
            "f1", "f1_paper", "precision", "recall", "tpr", "tnr")
-TIE_RULES = {
-    "scaling_vis": "the weight closest to 1, then the smaller weight",
-    "adapt_vis": "the smallest |weight1-1|+|weight2-1|, then the smaller threshold, weight1, weight2",
-}
 _TIE_DIGITS = 9
+
+
+def selectable_methods() -> tuple[str, ...]:
+    """Methods with hyper-parameters to choose (those naming configurations)."""
+    return tuple(m.name for m in all_methods() if any(h.short for h in m.hyperparameters))
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,19 @@ class Selection:
     tied: tuple[RunRecord, ...]
 
     def flags(self) -> list[str]:
-        """The chosen hyper-parameters as main_aro.py arguments, e.g. ["--weight1", "0.5", ...]."""
-        return [part for flag, value in self.run.hyperparameters.items()
-                for part in (f"--{flag}", format_number(value))]
+        """The chosen hyper-parameters as main_aro.py arguments, e.g. ["--weight1", "0.5", ...]: every
+        labelled one, and the others where they differ from their defaults (e.g. --scope all)."""
+        method = get_method(self.run.method)
+        flags: list[str] = []
+        for hyperparameter in method.hyperparameters:
+            value = self.run.hyperparameters.get(hyperparameter.name)
+            if not hyperparameter.short and value == hyperparameter.default:
+                continue
+            if hyperparameter.kind is bool:
+                flags.append(hyperparameter.flag if value else "--no-" + hyperparameter.flag[2:])
+            else:
+                flags.extend((hyperparameter.flag, format_number(value)))
+        return flags
 
     def reason(self) -> str:
         """One line saying what was chosen among what, and why."""
@@ -60,7 +72,7 @@ class Selection:
             shown = [describe_hyperparameters(other) for other in self.tied[:MAX_TIES_SHOWN]]
             if len(self.tied) > MAX_TIES_SHOWN:
                 shown.append(f"{len(self.tied) - MAX_TIES_SHOWN} more")
-            text += f"; tied with {'; '.join(shown)}, broken in favour of {TIE_RULES[run.method]}"
+            text += f"; tied with {'; '.join(shown)}, broken in favour of {get_method(run.method).preference_rule}"
         return text
 
 
@@ -68,7 +80,7 @@ MAX_TIES_SHOWN = 3  # a flat grid can tie dozens of configurations; the count sa
 
 
 def describe_hyperparameters(run: RunRecord) -> str:
-    return ", ".join(f"{flag}={format_number(value)}" for flag, value in run.hyperparameters.items())
+    return ", ".join(f"{flag}={format_number(value)}" for flag, value in run.labelled.items())
 
 
 def matching_runs(runs: Iterable[RunRecord], *, dataset: str, model: str, method: str, split: str,
@@ -77,7 +89,9 @@ def matching_runs(runs: Iterable[RunRecord], *, dataset: str, model: str, method
     """The runs that compete in one selection (one per configuration); empty when there are none.
 
     settings: required values of `evaluation.runs.SETTINGS` (all of them).
-    grid: optional {flag: allowed values} restricting the hyper-parameters (e.g. the run.sh grid).
+    grid: optional {hyper-parameter: allowed values} restricting the hyper-parameters (e.g. the run.sh
+        grid). A hyper-parameter that names no configuration (scope, round_confidence) and is not in the
+        grid must have its default: runs differing in it are not compared.
     """
     wanted = tuple(settings.items())
     return latest_per_configuration(
@@ -89,9 +103,9 @@ def find_candidates(runs: Sequence[RunRecord], *, dataset: str, model: str, meth
                     settings: dict[str, Any], grid: Optional[dict[str, Sequence[float]]] = None
                     ) -> list[RunRecord]:
     """`matching_runs`, or a ToolkitError naming what was searched and what exists instead."""
-    if method not in SELECTABLE_METHODS:
+    if method not in selectable_methods():
         raise ToolkitError(f"method {method!r} has no hyper-parameters to select; choose one of: "
-                           f"{', '.join(SELECTABLE_METHODS)}")
+                           f"{', '.join(selectable_methods())}")
     found = matching_runs(runs, dataset=dataset, model=model, method=method, split=split,
                           settings=settings, grid=grid)
     if found:
@@ -132,17 +146,8 @@ def select_best(candidates: Sequence[RunRecord], metric: str = "accuracy") -> Se
 
 def tie_break_key(run: RunRecord) -> tuple:
     """Sort key among equally good runs: the smallest intervention first, then by name for stability."""
-    if run.method == "scaling_vis":
-        key = (_distance_to_one(run.weight), run.weight)
-    else:
-        key = (_distance_to_one(run.weight1) + _distance_to_one(run.weight2), run.threshold,
-               run.weight1, run.weight2)
+    key = get_method(run.method).preference_key(run.hyperparameters)
     return tuple(float("inf") if part is None else part for part in key) + (run.name,)
-
-
-def _distance_to_one(value: Optional[float]) -> float:
-    # Rounded so that 0.8 and 1.2 count as equally far from 1 despite binary floating point.
-    return float("inf") if value is None else round(abs(value - 1.0), _TIE_DIGITS)
 
 
 def same_settings(run: RunRecord, wanted: Iterable[tuple[str, Any]]) -> bool:
@@ -154,15 +159,29 @@ def _differences(run: RunRecord, wanted: tuple[tuple[str, Any], ...]) -> list[tu
     return [(name, run.setting(name)) for name, value in wanted if run.setting(name) != value]
 
 
-def _in_grid(run: RunRecord, grid: dict[str, Sequence[float]]) -> bool:
-    return all(not allowed or any(_close(run.hyperparameters.get(flag), value) for value in allowed)
-               for flag, allowed in grid.items() if flag in HYPERPARAMETERS[run.method])
+def _in_grid(run: RunRecord, grid: dict[str, Sequence[Any]]) -> bool:
+    """Whether each hyper-parameter of the run has an allowed value: one of the grid's when given, else
+    anything for those naming configurations and the default for the others (scope, round_confidence)."""
+    for hyperparameter in get_method(run.method).hyperparameters:
+        allowed = grid.get(hyperparameter.name) or ()
+        if not allowed and not hyperparameter.short:
+            allowed = (hyperparameter.default,)
+        if allowed and not any(_matches(run, hyperparameter.name, value) for value in allowed):
+            return False
+    return True
 
 
-def _close(a: Optional[float], b: float) -> bool:
-    return a is not None and abs(a - b) < 1e-9
+def _matches(run: RunRecord, name: str, value: Any) -> bool:
+    """Whether the run's hyper-parameter is `value`; "auto" matches thresholds computed by --threshold auto
+    (their config.json holds, under threshold_auto, the number and how it was computed)."""
+    if value == AUTO:
+        return name == "threshold" and "threshold_auto" in run.config
+    mine = run.hyperparameters.get(name)
+    if isinstance(mine, (int, float)) and isinstance(value, (int, float)) and not isinstance(mine, bool):
+        return abs(mine - value) < 1e-9
+    return mine == value
 
 
-def _describe_grid(grid: Optional[dict[str, Sequence[float]]]) -> str:
-    return " ".join(f"--{flag} {','.join(format_number(v) for v in values)}"
-                    for flag, values in (grid or {}).items() if values)
+def _describe_grid(grid: Optional[dict[str, Sequence[Any]]]) -> str:
+    return " ".join(f"--{name.replace('_', '-')} {','.join(format_number(v) for v in values)}"
+                    for name, values in (grid or {}).items() if values)

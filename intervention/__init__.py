@@ -11,11 +11,17 @@
 `open_session` shares the prompt across alphas (prefix sharing, `intervention.prefix`); pass
 `engine="naive"` for the plain two-pass procedure (one generate per alpha), the reference it is tested against.
 """
-from intervention.adapt_vis import AdaptVis, AdaptVisAnswer
-from intervention.attention import ATTENTION_NAME, register
-from intervention.scaling_vis import ScalingVis
-from intervention.session import AnswerSession, open_session
+import importlib
 
-register()
+# Imported on first use, so torch-free callers (command lines listing the scopes) do not load torch.
+_EXPORTS = {"ScalingVis": "intervention.scaling_vis", "AdaptVis": "intervention.adapt_vis",
+            "AdaptVisAnswer": "intervention.adapt_vis", "open_session": "intervention.session",
+            "AnswerSession": "intervention.session", "ATTENTION_NAME": "intervention.attention"}
 
-__all__ = ["ScalingVis", "AdaptVis", "AdaptVisAnswer", "open_session", "AnswerSession", "ATTENTION_NAME"]
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'intervention' has no attribute {name!r}")

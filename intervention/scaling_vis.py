@@ -23,7 +23,8 @@ from common.errors import ToolkitError
 from intervention import rows
 from intervention.compat import Cache
 from intervention.lm import RegisteredAttention, hf_model, lm_attention_modules
-from intervention.state import SCOPES, ScalingState
+from intervention.scopes import SCOPES
+from intervention.state import ScalingState
 
 class ScalingVis:
     """Context manager applying ScalingVis to a loaded model (a `VLM` or a transformers VLM).

@@ -35,7 +35,7 @@ from common.errors import ToolkitError
 from intervention.compat import TransformersChanged
 from intervention.prefix import Branch, Prefix, PrefixUnsupported, run_prefix
 from intervention.scaling_vis import ScalingVis, validate_alpha
-from intervention.state import SCOPES
+from intervention.scopes import SCOPES
 
 logger = logging.getLogger(__name__)
 

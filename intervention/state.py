@@ -35,8 +35,6 @@ import torch
 from common.errors import ToolkitError
 from intervention.rows import RowEditor, RowPlan
 
-SCOPES = ("prefill", "all")
-
 
 class ScalingState(RowEditor):
     """The targeting state of one active intervention (see the module docstring)."""

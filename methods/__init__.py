@@ -22,9 +22,11 @@ for _module in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_module.name}")
 
 
-def answer(vlm, samples, images, prompts, configurations, *, max_new_tokens: int, engine: str = "prefix") -> dict:
-    """{configuration: [Answer per sample]} for one batch, each strategy answering its configurations once."""
-    batch = Batch(vlm, samples, images, prompts, max_new_tokens, engine)
+def answer(vlm, samples, images, prompts, configurations, *, max_new_tokens: int, engine: str = "prefix",
+           inputs=None) -> dict:
+    """{configuration: [Answer per sample]} for one batch, each strategy answering its configurations once.
+    `inputs`: the batch already prepared (`vlm.prepare(images, prompts)`), if the caller has it."""
+    batch = Batch(vlm, samples, images, prompts, max_new_tokens, engine, _inputs=inputs)
     by_strategy: dict = {}
     for config in dict.fromkeys(configurations):
         by_strategy.setdefault(config.entry.strategy, []).append(config)

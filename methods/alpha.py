@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
-from intervention.session import open_session
-from intervention.state import SCOPES
+from intervention.scopes import SCOPES
 from methods.registry import Answer, Configuration, Hyperparameter, Method, Strategy
 
 SCOPE = Hyperparameter(
@@ -68,6 +67,8 @@ class AlphaStrategy(Strategy):
     name = "alpha"
 
     def answer(self, batch, configurations: Sequence[Configuration]) -> dict:
+        from intervention.session import open_session  # torch: imported when a batch is answered
+
         answers: dict = {}
         for scope, group in _by_scope(configurations).items():
             session = open_session(batch.vlm, batch.inputs, max_new_tokens=batch.max_new_tokens, scope=scope,

@@ -33,9 +33,12 @@ class Hyperparameter:
     default: the published default; None when the method has per-dataset defaults (`Method.defaults_for`).
     source: where the default comes from (paper section, code release).
     low / high: the valid closed range (None = unbounded); choices: the valid values of a str setting.
-    short: the abbreviation in run-folder names (`a` in `scaling_vis_a-0.8`); "" keeps it out of the name
-        (the run folder's hash still tells configurations apart).
+    short: the abbreviation in run-folder names (`a` in `scaling_vis_a-0.8`) of a hyper-parameter that
+        names configurations (grids vary it, the val selection chooses it); "" for options that are
+        named only when they differ from their default (`scaling_vis_a-0.8_scope-all`).
     symbol: the name in tables (α).
+    specials: words accepted besides numbers (AdaptVis's `--threshold auto`); their meaning is the
+        runner's.
     """
 
     name: str
@@ -49,6 +52,7 @@ class Hyperparameter:
     short: str = ""
     symbol: str = ""
     grid: bool = True
+    specials: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -56,12 +60,13 @@ class Hyperparameter:
 
     def check(self, value: Any) -> Any:
         """`value` converted to `kind`, or a ToolkitError naming the flag and the valid range."""
-        if value is None:
-            return None
+        if value is None or (isinstance(value, str) and value in self.specials):
+            return value
         try:
             value = _convert(self.kind, value)
         except (TypeError, ValueError):
-            raise ToolkitError(f"{self.flag} {value!r} is not a valid {self.kind.__name__}") from None
+            raise ToolkitError(f"{self.flag} {value!r} is not a valid {self.kind.__name__}"
+                           + (f" (or {', '.join(self.specials)})" if self.specials else "")) from None
         if self.kind in (int, float):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ToolkitError(f"{self.flag} {value} is not a finite number")
@@ -127,10 +132,13 @@ class Method:
 
     defaults_for: dataset -> {hyper-parameter: value} for hyper-parameters whose default depends on the
         dataset (the paper's per-dataset settings); others use `Hyperparameter.default`.
-    label: values -> run-folder tag; default: name plus `short-value` of each labelled hyper-parameter.
-    preference: values -> sort key among equally good configurations (smallest intervention first).
+    label: values -> run-folder tag: the name, `short-value` of each labelled hyper-parameter, and
+        `name-value` of each other one that differs from its default (`scaling_vis_a-0.8_scope-all`).
+    preference: values -> sort key among equally good configurations (smallest intervention first);
+        preference_rule says it in words (for the selection's notes).
     record_fields: the fields this method adds to samples.jsonl records (documentation and checks).
     families: the model families it supports (None = all); others get a clear error naming why.
+    plot_x: the hyper-parameter on the x axis of the report's curves (default: the last labelled numeric one).
     rank: the order of methods in help texts and tables (the baseline first, then the paper's comparison
         methods, then ScalingVis and AdaptVis, then the peers' methods).
     """
@@ -144,8 +152,10 @@ class Method:
     record_fields: tuple[str, ...] = ()
     defaults_for: Optional[Callable[[str], dict]] = None
     preference: Optional[Callable[[dict], tuple]] = None
+    preference_rule: str = "the first configuration by name"
     families: Optional[tuple[str, ...]] = None
     unsupported_reason: str = ""
+    plot_x: Optional[str] = None
     rank: int = 100
 
     def hyperparameter(self, name: str) -> Hyperparameter:
@@ -165,7 +175,13 @@ class Method:
         return values
 
     def label(self, values: dict) -> str:
-        parts = [f"{h.short}-{format_value(values.get(h.name))}" for h in self.hyperparameters if h.short]
+        parts = []
+        for h in self.hyperparameters:
+            value = values.get(h.name, h.default)
+            if h.short:
+                parts.append(f"{h.short}-{format_value(value)}")
+            elif value != h.default:
+                parts.append(f"{h.name}-{format_value(value)}")
         return "_".join([self.name, *parts])
 
     def preference_key(self, values: dict) -> tuple:
@@ -177,13 +193,18 @@ class Method:
 
 
 def format_value(value: Any) -> str:
-    """A value as written on the command line: 0.8, 1.5, 2, low, true (None as "none")."""
+    """A value as written on the command line and in folder names: 0.8, 2, low, true, auto (None: "none").
+
+    Numbers are short when that reads back as the same float, else every digit they take (an auto
+    threshold such as 0.6123456789 must reach the test run exactly).
+    """
     if value is None:
         return "none"
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:g}"
+        short = f"{value:g}"
+        return short if float(short) == value else repr(value)
     return str(value)
 
 

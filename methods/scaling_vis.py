@@ -19,5 +19,5 @@ SCALING_VIS = register(AlphaMethod(
     name="scaling_vis", title="ScalingVis", paper="Chen et al., ICML 2025 (§4.1)",
     description="multiply the last prompt token's attention logits toward image tokens by alpha",
     hyperparameters=(WEIGHT, SCOPE), strategy=ALPHA, rank=50, record_fields=("confidence", "alpha"),
-    defaults_for=paper_defaults("weight"), preference=_closest_to_one,
+    defaults_for=paper_defaults("weight"), preference_rule="the weight closest to 1, then the smaller weight", preference=_closest_to_one,
     choose=lambda values, confidence: constant_alpha(values["weight"], len(confidence))))

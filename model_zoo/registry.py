@@ -13,6 +13,11 @@ from pathlib import Path
 from common.errors import ToolkitError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# How prompts are written: "chat" = the checkpoint's chat template; "paper" = the original code's literal
+# LLaVA-1.5 string; "auto" = paper for the paper's models, chat otherwise (`resolve_prompt_format`).
+PROMPT_FORMATS = ("auto", "chat", "paper")
+# Weight dtypes by name ("auto": float32 on CPU, the checkpoint's own on an accelerator; model_zoo.loading).
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,9 @@ class ModelEntry:
     model_id: a Hugging Face hub id, or a directory; a relative directory is resolved against the
         repository root (for checkpoints shipped inside the repo).
     revision: a pinned hub revision used when the caller gives none (None = the hub's default branch).
+    prompt_format: what prompt_format="auto" means for this name: "paper" (the original code's literal
+        LLaVA-1.5 string) for the paper's own models, so that their default runs reproduce the paper;
+        "chat" (the checkpoint's chat template) for every other model.
     """
 
     name: str
@@ -60,6 +68,7 @@ class ModelEntry:
     revision: str | None = None
     description: str = ""
     local: bool = False
+    prompt_format: str = "chat"
 
     def location(self) -> str:
         return str(REPO_ROOT / self.model_id) if self.local else self.model_id
@@ -73,18 +82,24 @@ MODELS: dict[str, ModelEntry] = {}
 
 
 def register_model(name: str, model_id: str, *, family: str, revision: str | None = None,
-                   description: str = "", local: bool = False) -> ModelEntry:
+                   description: str = "", local: bool = False, prompt_format: str = "chat") -> ModelEntry:
     """Add (or replace) a short name; `local=True` marks a directory relative to the repository root."""
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-    entry = ModelEntry(name, model_id, family, revision, description, local)
+    if prompt_format == "paper" and not FAMILIES[family].paper_prompt:
+        raise ValueError(f"prompt_format='paper' applies to the llava family only, not {family!r}")
+    entry = ModelEntry(name, model_id, family, revision, description, local, prompt_format)
     MODELS[name] = entry
     return entry
 
 
+# The paper evaluated LLaVA-1.5 with the original code's literal prompt, so these two names default to it.
 for _row in (
     ("llava1.5", "llava-hf/llava-1.5-7b-hf", "llava", "LLaVA-1.5 7B, the paper's model"),
     ("llava1.5-13b", "llava-hf/llava-1.5-13b-hf", "llava", "LLaVA-1.5 13B"),
+):
+    register_model(_row[0], _row[1], family=_row[2], description=_row[3], prompt_format="paper")
+for _row in (
     ("llava1.6", "llava-hf/llava-v1.6-vicuna-7b-hf", "llava_next", "LLaVA-1.6 (NeXT) Vicuna 7B, anyres"),
     ("llava1.6-mistral", "llava-hf/llava-v1.6-mistral-7b-hf", "llava_next", "LLaVA-1.6 (NeXT) Mistral 7B"),
     ("qwen2-vl", "Qwen/Qwen2-VL-7B-Instruct", "qwen2_vl", "Qwen2-VL 7B Instruct (paper appendix)"),
@@ -106,6 +121,16 @@ def family_spec(model_type: str, source: str) -> FamilySpec:
         raise ToolkitError(
             f"{source} is a {model_type!r} model, which the toolkit does not support; supported model types: "
             f"{', '.join(FAMILIES)}") from None
+
+
+def auto_prompt_format(name_or_path: str) -> str:
+    """What prompt_format="auto" means for a registered name ("paper" or "chat"); "chat" for paths and hub ids.
+
+    A llava-family checkpoint without a chat template still falls back to "paper" when loaded
+    (`model_zoo.vlm.resolve_prompt_format`); that needs the checkpoint, this does not.
+    """
+    entry = MODELS.get(name_or_path)
+    return entry.prompt_format if entry is not None else "chat"
 
 
 def unknown_model_message(name: str) -> str:

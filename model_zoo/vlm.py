@@ -1,12 +1,14 @@
 """The `VLM` wrapper: one loaded model + processor, turning (image, question) pairs into answers.
 
-Prompts come from the model's own chat template; prompt_format="paper" reproduces the original AdaptVis
-code's literal LLaVA-1.5 string ("<image>\\nUSER: {question}\\nASSISTANT:", original_adaptvis.md §1.5)
-so results can match the paper. Batches are left-padded (the intervention targets the last prompt
+Prompts come from the model's own chat template (prompt_format="chat") or, with prompt_format="paper",
+the original AdaptVis code's literal LLaVA-1.5 string ("<image>\\nUSER: {question}\\nASSISTANT:",
+original_adaptvis.md §1.5) so results can match the paper; "auto" picks one per model
+(`resolve_prompt_format`). Batches are left-padded (the intervention targets the last prompt
 position, which left padding puts at the same index for every row).
 """
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import torch
@@ -14,9 +16,10 @@ from PIL import Image
 from transformers import BatchFeature, GenerationConfig
 
 from common.errors import ToolkitError
-from model_zoo.registry import FamilySpec, family_spec
+from model_zoo.registry import PROMPT_FORMATS, FamilySpec, family_spec
 
-PROMPT_FORMATS = ("chat", "paper")
+logger = logging.getLogger(__name__)
+
 PAPER_TEMPLATE = "{image}\nUSER: {question}\nASSISTANT:"
 
 
@@ -24,8 +27,9 @@ class VLM:
     """A loaded vision-language model.
 
     Attributes: `model`, `processor`, `name` (short name or path given by the user), `model_id`,
-    `revision`, `family` (a key of `model_zoo.registry.FAMILIES`), `spec`, `prompt_format`, and the
-    properties `dtype`, `device`, `image_token_id`.
+    `revision`, `family` (a key of `model_zoo.registry.FAMILIES`), `spec`, `prompt_format` ("chat" or
+    "paper"; given as "auto" it resolves as for an unregistered checkpoint), and the properties `dtype`,
+    `device`, `image_token_id`.
     """
 
     def __init__(self, model, processor, *, name: str, model_id: str, revision: str | None = None,
@@ -37,7 +41,7 @@ class VLM:
         self.revision = revision
         self.spec: FamilySpec = family_spec(model.config.model_type, model_id)
         self.family = self.spec.name
-        self.prompt_format = check_prompt_format(prompt_format, self.spec)
+        self.prompt_format = resolve_prompt_format(prompt_format, self.spec, processor, source=model_id)
         # HF generation requires left padding; the intervention relies on it too.
         processor.tokenizer.padding_side = "left"
 
@@ -72,9 +76,6 @@ class VLM:
         """The full text for the processor (image placeholder included) for one question."""
         if self.prompt_format == "paper":
             return paper_prompt if paper_prompt is not None else paper_chat_prompt(self.image_token, question)
-        if not self.processor.chat_template:
-            raise ToolkitError(f"{self.model_id} ships no chat template; use a checkpoint with one"
-                               + (" or prompt_format='paper'" if self.spec.paper_prompt else ""))
         return chat_prompt(self.processor, question)
 
     def prepare(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> BatchFeature:
@@ -120,10 +121,28 @@ def paper_chat_prompt(image_token: str, question: str) -> str:
     return PAPER_TEMPLATE.format(image=image_token, question=question)
 
 
-def check_prompt_format(prompt_format: str, spec: FamilySpec) -> str:
-    if prompt_format not in PROMPT_FORMATS:
-        raise ToolkitError(f"unknown prompt format {prompt_format!r}; use one of {', '.join(PROMPT_FORMATS)}")
-    if prompt_format == "paper" and not spec.paper_prompt:
-        raise ToolkitError(f"prompt_format='paper' reproduces the original LLaVA-1.5 prompt and only applies to "
-                           f"the llava family, not {spec.name}; use prompt_format='chat'")
-    return prompt_format
+def resolve_prompt_format(requested: str, spec: FamilySpec, processor, *, source: str,
+                          auto_format: str = "chat") -> str:
+    """The prompt format ("chat" or "paper") a model runs with, or a ToolkitError saying why none fits.
+
+    requested: "auto", "chat" or "paper". auto_format: what "auto" means for this model
+        (`model_zoo.registry.auto_prompt_format`: "paper" for the paper's LLaVA-1.5 names).
+    Needs only the processor (for its chat template), so `get_model` calls it before loading weights.
+    A llava checkpoint without a chat template falls back from "auto" to "paper" with a logged notice:
+    the paper string is the format llava-family checkpoints were trained with.
+    """
+    if requested not in PROMPT_FORMATS:
+        raise ToolkitError(f"unknown prompt format {requested!r}; use one of {', '.join(PROMPT_FORMATS)}")
+    chosen = auto_format if requested == "auto" else requested
+    if chosen == "paper" and not spec.paper_prompt:
+        raise ToolkitError(f"prompt format 'paper' reproduces the original LLaVA-1.5 prompt and only applies to "
+                           f"the llava family, not {spec.name} ({source}); use --prompt-format chat or auto")
+    if chosen == "chat" and not processor.chat_template:
+        if requested == "auto" and spec.paper_prompt:
+            logger.warning("%s ships no chat template: using the original LLaVA-1.5 prompt "
+                           "(--prompt-format paper) instead", source)
+            return "paper"
+        fix = ("use --prompt-format paper (the original LLaVA-1.5 prompt) or a checkpoint with a chat template"
+               if spec.paper_prompt else "use a checkpoint whose processor has a chat template")
+        raise ToolkitError(f"{source} ships no chat template, which --prompt-format {requested} needs; {fix}")
+    return chosen

@@ -1,8 +1,10 @@
 """What one invocation of `main_aro.py` asks for, and the single configurations it expands into.
 
-`RunConfig` holds every command-line argument under its flag name. Hyper-parameter flags may carry
-comma-separated lists (`--weight 0.5,0.8`); `expand_methods` turns them into `MethodSpec`s, one per
-configuration, each of which gets its own run folder with exactly what a separate run would write.
+`RunConfig` holds every command-line argument under its flag name; the methods' hyper-parameters
+(whose flags come from the method registry, `methods`) are in `hyperparameters`, each possibly a
+comma-separated grid (`--weight 0.5,0.8`). `expand_methods` turns them into `methods.Configuration`s,
+one per configuration, each of which gets its own run folder with exactly what a separate run would
+write. This module imports neither torch nor transformers, so the command line answers at once.
 """
 from __future__ import annotations
 
@@ -11,46 +13,32 @@ import itertools
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from common.errors import ToolkitError
+from dataset_zoo.catalog import OPTION_NAMES, VSR, get_spec
+from dataset_zoo.splits import SPLITS
+from methods import Configuration, check_requested, get_method
+from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("base", "scaling_vis", "adapt_vis")
-OPTIONS = ("two", "four", "six")
-SPLITS = ("val", "test", "all")
-SCOPES = ("prefill", "all")
-PROMPT_FORMATS = ("chat", "paper")
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-
-# The paper's per-dataset settings (original run.sh at 4b96c54, comments L9-24), used when a method's
-# hyper-parameters are not given on the command line. VSR's AdaptVis line is labelled Controlled_B in
-# the original; it is most likely VSR (see README, differences from the original code).
-PAPER_SETTINGS = {
-    "Controlled_Images_A": {"weight": 0.8, "weight1": 0.5, "weight2": 1.5, "threshold": 0.4},
-    "Controlled_Images_B": {"weight": 0.8, "weight1": 0.5, "weight2": 1.5, "threshold": 0.35},
-    "COCO_QA_one_obj": {"weight": 1.2, "weight1": 0.5, "weight2": 1.2, "threshold": 0.3},
-    "COCO_QA_two_obj": {"weight": 1.2, "weight1": 0.5, "weight2": 1.2, "threshold": 0.3},
-    "VG_QA_one_obj": {"weight": 2.0, "weight1": 0.5, "weight2": 2.0, "threshold": 0.2},
-    "VG_QA_two_obj": {"weight": 2.0, "weight1": 0.5, "weight2": 2.0, "threshold": 0.2},
-    "VSR": {"weight": 0.5, "weight1": 0.5, "weight2": 1.2, "threshold": 0.64},
-}
-PAPER_SETTINGS["VSR_zeroshot"] = PAPER_SETTINGS["VSR"]
-PAPER_SETTINGS["VSR_random"] = PAPER_SETTINGS["VSR"]
-PAPER_SETTINGS["Synthetic_Controlled_A"] = PAPER_SETTINGS["Controlled_Images_A"]
-PAPER_SETTINGS["Synthetic_Controlled_B"] = PAPER_SETTINGS["Controlled_Images_B"]
-FALLBACK_SETTINGS = PAPER_SETTINGS["Controlled_Images_A"]
+# --threshold auto: the paper's VSR rule, computed from the val split (runner.threshold).
+AUTO = "auto"
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Every argument of one `main_aro.py` invocation, named as its flag (dashes become underscores).
 
-    Hyper-parameter fields hold tuples so that one invocation can evaluate a grid in one pass; an
-    empty tuple means "not given" (the paper's per-dataset value is used).
+    hyperparameters: {name: tuple of values} of the method hyper-parameters given (a scalar is taken
+    as a one-value tuple); one invocation evaluates their grid in one pass. A hyper-parameter not
+    given takes its method's default (the paper's per-dataset value for the alpha family).
+    `threshold` may hold "auto" (yes/no tasks only). `prompt_format` "auto" is replaced by the
+    resolved format before any run folder is named (`runner.run`), so both spellings of one format
+    share their folders.
     """
 
     dataset: str = "Synthetic_Controlled_A"
@@ -58,12 +46,7 @@ class RunConfig:
     model_path: Optional[str] = None
     revision: Optional[str] = None
     method: tuple[str, ...] = ("base",)
-    weight: tuple[float, ...] = ()
-    weight1: tuple[float, ...] = ()
-    weight2: tuple[float, ...] = ()
-    threshold: tuple[float, ...] = ()
-    no_round_confidence: bool = False
-    scope: str = "prefill"
+    hyperparameters: dict[str, tuple] = field(default_factory=dict)
     option: Optional[str] = None
     split: Optional[str] = None
     limit: Optional[int] = None
@@ -81,9 +64,15 @@ class RunConfig:
     num_workers: int = 0
     max_new_tokens: int = 10
     match: str = "strict"
-    prompt_format: str = "chat"
+    prompt_format: str = "auto"
     output_dir: str = "output"
     overwrite: bool = False
+
+    def __post_init__(self):
+        given = {name: tuple(v) if isinstance(v, (tuple, list)) else (v,)
+                 for name, v in dict(self.hyperparameters).items()}
+        object.__setattr__(self, "hyperparameters", given)
+        object.__setattr__(self, "method", tuple(self.method))
 
     @property
     def model_label(self) -> str:
@@ -91,39 +80,6 @@ class RunConfig:
         if self.model_path:
             return Path(self.model_path.rstrip("/")).name or self.model_path
         return self.model_name
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """One configuration of one method: what alpha each sample gets.
-
-    base: alpha = 1. scaling_vis: alpha = weight. adapt_vis: alpha = weight1 if the rounded
-    confidence < threshold else weight2.
-    """
-
-    method: str
-    weight: Optional[float] = None
-    weight1: Optional[float] = None
-    weight2: Optional[float] = None
-    threshold: Optional[float] = None
-
-    def label(self) -> str:
-        """A short readable tag for folder names and tables, e.g. `adapt_vis_w1-0.5_w2-1.5_t-0.4`."""
-        if self.method == "scaling_vis":
-            return f"scaling_vis_a-{_fmt(self.weight)}"
-        if self.method == "adapt_vis":
-            return (f"adapt_vis_w1-{_fmt(self.weight1)}_w2-{_fmt(self.weight2)}"
-                    f"_t-{_fmt(self.threshold)}")
-        return "base"
-
-    def hyperparameters(self) -> dict:
-        """The method's hyper-parameters under their flag names (None where they do not apply)."""
-        return {"weight": self.weight, "weight1": self.weight1, "weight2": self.weight2,
-                "threshold": self.threshold}
-
-
-def _fmt(value: Optional[float]) -> str:
-    return "none" if value is None else f"{value:g}"
 
 
 def parse_list(text: str, kind=float) -> tuple:
@@ -138,23 +94,21 @@ def parse_list(text: str, kind=float) -> tuple:
 
 def validate(config: RunConfig) -> None:
     """Reject out-of-range or unknown settings with one message naming the flag and the valid range."""
-    _check_choice("method", config.method, METHODS)
-    _check_choice("scope", (config.scope,), SCOPES)
+    if not config.method:
+        raise ToolkitError("no --method given; choose one or more of the registered methods")
+    check_requested(config.method, config.hyperparameters)
+    for name, values in config.hyperparameters.items():
+        hyperparameter = _hyperparameter(name, config.method)
+        for value in values:
+            hyperparameter.check(value)
+    if AUTO in config.hyperparameters.get("threshold", ()):
+        _check_auto_threshold(config)
     if config.split is not None:
         _check_choice("split", (config.split,), SPLITS)
     _check_choice("prompt-format", (config.prompt_format,), PROMPT_FORMATS)
-    _check_choice("dtype", (config.dtype,), DTYPES)
+    _check_choice("dtype", (config.dtype,), DTYPE_NAMES)
     if config.option is not None:
-        _check_choice("option", (config.option,), OPTIONS)
-    for flag in ("weight", "weight1", "weight2"):
-        for value in getattr(config, flag):
-            if value < 0:
-                raise ToolkitError(f"--{flag} {value:g} is negative; alpha scales attention logits "
-                                   f"and must be >= 0 (the paper uses 0.5-2.0)")
-    for value in config.threshold:
-        if not 0.0 <= value <= 1.0:
-            raise ToolkitError(f"--threshold {value:g} is outside [0, 1]; it is compared with a "
-                               f"probability (the paper uses 0.2-0.64)")
+        _check_choice("option", (config.option,), OPTION_NAMES)
     for name, low in (("batch-size", 1), ("max-new-tokens", 1), ("num_workers", 0)):
         value = getattr(config, name.replace("-", "_"))
         if value < low:
@@ -163,62 +117,68 @@ def validate(config: RunConfig) -> None:
         raise ToolkitError(f"--limit must be >= 1, got {config.limit}")
 
 
+def _check_auto_threshold(config: RunConfig) -> None:
+    """--threshold auto averages per gold label yes / no, so it needs a yes/no task (VSR)."""
+    if get_spec(config.dataset).family != VSR:
+        raise ToolkitError(f"--threshold auto is the paper's rule for yes/no tasks (VSR) and does not apply to "
+                           f"{config.dataset}; give numbers, e.g. --threshold 0.2,0.25,0.3")
+
+
 def _check_choice(flag: str, values, choices) -> None:
     for value in values:
         if value not in choices:
             raise ToolkitError(f"unknown --{flag} {value!r}; choose one of: {', '.join(choices)}")
 
 
-def expand_methods(config: RunConfig) -> list[MethodSpec]:
-    """All configurations of the requested methods; missing hyper-parameters take the paper's values."""
-    defaults = PAPER_SETTINGS.get(config.dataset, FALLBACK_SETTINGS)
+def _hyperparameter(name: str, methods: tuple[str, ...]):
+    return next(get_method(m).hyperparameter(name) for m in methods if name in get_method(m).names)
 
-    def values(flag: str) -> tuple[float, ...]:
-        given = getattr(config, flag)
-        if given:
-            return given
-        logger.info("--%s not given: using the paper's value %g for %s", flag, defaults[flag],
-                    config.dataset)
-        return (defaults[flag],)
 
-    specs: list[MethodSpec] = []
-    for method in dict.fromkeys(config.method):
-        if method == "base":
-            specs.append(MethodSpec("base"))
-        elif method == "scaling_vis":
-            specs.extend(MethodSpec("scaling_vis", weight=w) for w in values("weight"))
-        else:
-            # weight1 > weight2 is allowed; intervention.AdaptVis warns about it.
-            specs.extend(MethodSpec("adapt_vis", weight1=w1, weight2=w2, threshold=t) for w1, w2, t in
-                         itertools.product(values("weight1"), values("weight2"), values("threshold")))
-    return list(dict.fromkeys(specs))
+def expand_methods(config: RunConfig) -> list[Configuration]:
+    """All configurations of the requested methods: the product of each method's hyper-parameter values,
+    given or default."""
+    configurations: list[Configuration] = []
+    for name in dict.fromkeys(config.method):
+        method = get_method(name)
+        defaults = method.default_values(config.dataset)
+        axes = []
+        for hyperparameter in method.hyperparameters:
+            given = config.hyperparameters.get(hyperparameter.name)
+            if not given and hyperparameter.default is None:
+                logger.info("%s not given: using the paper's value %s for %s", hyperparameter.flag,
+                            defaults[hyperparameter.name], config.dataset)
+            axes.append([(hyperparameter.name, hyperparameter.check(v))
+                         for v in (given or (defaults[hyperparameter.name],))])
+        configurations.extend(Configuration(name, tuple(values)) for values in itertools.product(*axes))
+    return list(dict.fromkeys(configurations))
 
 
 # Settings that change results besides the dataset, model, split and the method's hyper-parameters.
 # Runs are comparable (one baseline, candidates of one val selection) only when all of these agree.
-RESULT_SETTINGS = ("option", "match", "seed", "scope", "prompt_format", "max_new_tokens", "limit", "dtype",
-                   "revision", "prompt_dir", "no_round_confidence", "prompt_variant", "vsr_split",
-                   "vsr_paper_resize")
+RESULT_SETTINGS = ("option", "match", "seed", "prompt_format", "max_new_tokens", "limit", "dtype", "revision",
+                   "prompt_dir", "prompt_variant", "vsr_split", "vsr_paper_resize")
 # Those not spelled out in a run folder's name; a hash of them keeps folders of different settings apart.
 _HASHED_SETTINGS = ("model_path",) + tuple(s for s in RESULT_SETTINGS if s not in ("option", "match", "seed"))
 
 
-def run_record(config: RunConfig, spec: MethodSpec) -> dict:
-    """The arguments of the separate run this configuration stands for, under their flag names."""
+def run_record(config: RunConfig, configuration: Configuration) -> dict:
+    """The arguments of the separate run this configuration stands for: the settings under their flag
+    names, the method, and its hyper-parameters."""
     record = asdict(config)
-    record.update(method=spec.method, **spec.hyperparameters())
-    record["model"] = config.model_label
+    record.update(method=configuration.method, hyperparameters=configuration.hyperparameters,
+                  model=config.model_label)
     return record
 
 
-def run_name(config: RunConfig, spec: MethodSpec, option: Optional[str], split: str) -> str:
-    """Folder name of one configuration: its readable hyper-parameters plus a hash of the rest.
+def run_name(config: RunConfig, configuration: Configuration, option: Optional[str], split: str) -> str:
+    """Folder name of one configuration: its label (`methods.Method.label`: every hyper-parameter that is
+    not at its default is spelled out), the main settings, and a hash of the other settings.
 
     `option` and `split` are the dataset's resolved values (defaults and TEST_MODE applied), so the
     same evaluation always lands in the same folder however it was spelled.
     """
-    hashed = {key: getattr(config, key) for key in _HASHED_SETTINGS}
+    hashed: dict[str, Any] = {key: getattr(config, key) for key in _HASHED_SETTINGS}
     digest = hashlib.sha1(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:8]
-    name = (f"{config.dataset}__{config.model_label}__{spec.label()}__{option or 'yes-no'}__{split}"
+    name = (f"{config.dataset}__{config.model_label}__{configuration.label()}__{option or 'yes-no'}__{split}"
             f"__{config.match}__seed{config.seed}__{digest}")
     return re.sub(r"[^A-Za-z0-9._=+-]", "-", name)

@@ -1,102 +1,56 @@
 """The evaluation loop: every pending sample once through the model, every configuration answered from it.
 
-One batch = one prompt prefix per sample, shared by every configuration of the invocation: the
-first-token confidence at alpha = 1 is computed once, AdaptVis configurations pick their alphas from
-it, and each distinct alpha a sample needs is generated once (`plan_alpha_rounds`). Records go to
-each configuration's own `samples.jsonl` after every batch.
+One batch = one call of `methods.answer` for every configuration of the invocation: each method's
+strategy answers all its configurations together (the alpha family shares one prompt prefix per
+sample, computes the first-token confidence at alpha = 1 once, and generates each distinct alpha a
+sample needs once). Records go to each configuration's own `samples.jsonl` after every batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+import methods
 from dataset_zoo.base import Sample
-from evaluation import judge
-from intervention.session import open_session
-from runner.config import MethodSpec, RunConfig
+from methods import Answer, Configuration
+from runner.config import RunConfig
+from scoring import judge
 
 if TYPE_CHECKING:
-    from intervention import AdaptVis
     from runner.records import RunFolder
 
 
 @dataclass
 class PendingRun:
-    """One configuration being evaluated: where its records go and which samples it still needs."""
+    """One configuration being evaluated: where its records go and which samples it still needs.
 
-    spec: MethodSpec
+    spec: the configuration as its folder names it; answering: the one that answers (equal, except that
+    an auto threshold is replaced by its value)."""
+
+    spec: Configuration
     folder: "RunFolder"  # this process's view: its own part file when sharded
     done_ids: set[str]
+    answering: Configuration
     n_correct: int = 0
     n_seen: int = 0
-    adapt_vis: "AdaptVis | None" = field(default=None)
 
     def needs(self, sample: Sample) -> bool:
         return sample.id not in self.done_ids
 
 
-@dataclass(frozen=True)
-class AlphaChoice:
-    """The alpha one configuration gives one sample, and (AdaptVis) why."""
-
-    alpha: float
-    branch: str | None = None
-    confidence_rounded: float | None = None
-
-
-def choose_alphas(spec: MethodSpec, adapt_vis: "AdaptVis | None", confidence: torch.Tensor) -> list[AlphaChoice]:
-    """Per-row alphas of one configuration for a batch whose alpha = 1 confidences are known."""
-    if spec.method == "base":
-        return [AlphaChoice(1.0)] * len(confidence)
-    if spec.method == "scaling_vis":
-        return [AlphaChoice(float(spec.weight))] * len(confidence)
-    alphas, branches, compared = adapt_vis.decide(confidence)
-    return [AlphaChoice(float(a), b, c)
-            for a, b, c in zip(alphas, branches, adapt_vis.recorded_confidence(compared))]
-
-
-def plan_alpha_rounds(needed: Sequence[Sequence[float]]) -> list[list[float]]:
-    """Per-row alpha vectors covering every (row, alpha) pair in as few generate calls as possible.
-
-    Row i needs the distinct alphas `needed[i]`; call r gives row i its r-th alpha (or repeats its
-    last one, whose answer is then already known). The number of calls is the largest number of
-    distinct alphas any row needs: 1 for a single AdaptVis configuration, K for a K-alpha sweep.
-    """
-    distinct = [sorted(set(row)) for row in needed]
-    rounds = max((len(row) for row in distinct), default=0)
-    return [[row[min(r, len(row) - 1)] for row in distinct] for r in range(rounds)]
-
-
-def answer_batch(session, choices_per_run: Sequence[list[AlphaChoice]]) -> dict[tuple[int, float], str]:
-    """Generate each sample's answer at every alpha some configuration chose for it.
-
-    All rounds go to the session at once (`answers_rounds`): the prefix engine then runs every
-    distinct (row, alpha) pair once, batched.
-    """
-    n_rows = len(choices_per_run[0])
-    needed = [[choices[row].alpha for choices in choices_per_run] for row in range(n_rows)]
-    rounds = plan_alpha_rounds(needed)
-    texts: dict[tuple[int, float], str] = {}
-    for alphas, round_texts in zip(rounds, session.answers_rounds(rounds)):
-        for row, (alpha, text) in enumerate(zip(alphas, round_texts)):
-            texts.setdefault((row, alpha), text)
-    return texts
-
-
-def sample_record(sample: Sample, prompt: str, generation: str, confidence: float,
-                  choice: AlphaChoice, match: str) -> dict:
-    """The samples.jsonl line of one sample under one configuration."""
-    verdict = judge(generation, sample, match)
+def sample_record(sample: Sample, prompt: str, answer: Answer, match: str) -> dict:
+    """The samples.jsonl line of one sample under one configuration: the sample, the generation and its
+    verdict, then the fields the method adds (e.g. confidence, alpha, branch)."""
+    verdict = judge(answer.text, sample, match)
     record = {"id": sample.id, "index": sample.index, "question": sample.question, "prompt": prompt,
-              "generation": generation, "prediction": verdict.prediction, "gold": sample.answer,
-              "correct": verdict.correct, "relation": sample.relation, "confidence": confidence,
-              "alpha": choice.alpha}
-    if choice.branch is not None:
-        record.update(confidence_rounded=choice.confidence_rounded, branch=choice.branch)
-    return record
+              "generation": answer.text, "prediction": verdict.prediction, "gold": sample.answer,
+              "correct": verdict.correct, "relation": sample.relation}
+    if verdict.score is not None:  # short answers: the VQA accuracy behind `correct` (full credit)
+        record["score"] = verdict.score
+    return {**record, **answer.fields}
 
 
 def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun], config: RunConfig,
@@ -105,15 +59,13 @@ def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun],
     progress = tqdm(total=len(samples), desc=f"{config.dataset} x {len(runs)} config(s)", unit="sample",
                     dynamic_ncols=True)
     for batch, images in batches:
-        prompts = [vlm.build_prompt(s.question, s.paper_prompt) for s in batch]
-        inputs = vlm.prepare(images, prompts)
-        session = open_session(vlm, inputs, max_new_tokens=config.max_new_tokens, scope=config.scope)
-        confidence = session.confidence.float().cpu()
-        choices = [choose_alphas(run.spec, run.adapt_vis, confidence) for run in runs]
-        answers = answer_batch(session, choices)
-        for run, run_choices in zip(runs, choices):
-            records = [sample_record(s, p, answers[(row, c.alpha)], float(confidence[row]), c, config.match)
-                       for row, (s, p, c) in enumerate(zip(batch, prompts, run_choices)) if run.needs(s)]
+        prompts = batch_prompts(vlm, batch)
+        answers = methods.answer(vlm, batch, images, prompts, [run.answering for run in runs],
+                                 max_new_tokens=config.max_new_tokens)
+        for run in runs:
+            records = [sample_record(sample, prompt, answer, config.match)
+                       for sample, prompt, answer in zip(batch, prompts, answers[run.answering])
+                       if run.needs(sample)]
             run.folder.append(records)
             run.done_ids.update(r["id"] for r in records)
             run.n_seen += len(records)
@@ -121,6 +73,27 @@ def evaluate_samples(vlm, samples: Sequence[Sample], runs: Sequence[PendingRun],
         progress.update(len(batch))
         progress.set_postfix_str(running_accuracy(runs), refresh=False)
     progress.close()
+
+
+def batch_prompts(vlm, batch: Sequence[Sample]) -> list[str]:
+    return [vlm.build_prompt(s.question, s.paper_prompt) for s in batch]
+
+
+def confidence_pass(vlm, samples: Sequence[Sample], config: RunConfig) -> dict[str, float]:
+    """The alpha = 1 first-token confidence of every sample by id, batched as an evaluation would be.
+
+    Costs one prompt forward per batch (the session's prefix); no answer is generated.
+    """
+    from intervention.session import open_session
+
+    confidence: dict[str, float] = {}
+    batches = iterate_batches(samples, config.batch_size, config.num_workers)
+    for batch, images in tqdm(batches, total=-(-len(samples) // config.batch_size), desc="confidences",
+                              unit="batch", dynamic_ncols=True):
+        inputs = vlm.prepare(images, batch_prompts(vlm, batch))
+        session = open_session(vlm, inputs, max_new_tokens=config.max_new_tokens)
+        confidence.update(zip((s.id for s in batch), session.confidence.float().cpu().tolist()))
+    return confidence
 
 
 def running_accuracy(runs: Sequence[PendingRun]) -> str:

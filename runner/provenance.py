@@ -12,8 +12,8 @@ LIBRARIES = ("torch", "transformers", "tokenizers", "accelerate", "huggingface_h
 
 
 def now_iso() -> str:
-    """The current time as ISO 8601 with the UTC offset."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The current time as ISO 8601 with milliseconds and the UTC offset, e.g. 2025-01-01T12:00:00.123+00:00."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def library_versions() -> dict[str, str | None]:

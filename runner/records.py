@@ -26,9 +26,8 @@ SUMMARY_CSV = "results.csv"
 
 # Columns of the cumulative results.csv: hyper-parameters first, then metrics. Metrics a dataset
 # does not have (pair accuracy on VSR, F1 on WhatsUp) stay empty.
-CSV_SETTINGS = ("run", "dataset", "model", "method", "weight", "weight1", "weight2", "threshold",
-                "option", "split", "match", "seed", "scope", "prompt_format", "max_new_tokens",
-                "limit", "finished_at")
+CSV_SETTINGS = ("run", "dataset", "model", "method", "hyperparameters", "option", "split", "match", "seed",
+                "prompt_format", "max_new_tokens", "limit", "finished_at")
 CSV_METRICS = ("accuracy", "pair_accuracy", "set_accuracy", "pair_accuracy_paper",
                "set_accuracy_paper", "f1", "f1_paper", "precision", "recall", "n", "n_correct",
                "n_unparsed")
@@ -146,10 +145,19 @@ def read_records(path: Path, repair: bool = False) -> list[dict]:
     return records
 
 
+def describe_hyperparameters(settings: dict) -> str:
+    """`weight=0.8 scope=prefill` for the csv; an auto threshold as `threshold=auto=0.6123` (rule=value)."""
+    values = dict(settings.get("hyperparameters") or {})
+    if values.get("threshold") == "auto" and "threshold_auto" in settings:
+        values["threshold"] = f"auto={settings['threshold_auto']['value']!r}"
+    return " ".join(f"{name}={value}" for name, value in values.items())
+
+
 def append_summary_row(output_root: Path, settings: dict, metrics: dict) -> None:
     """Add one finished run to the cumulative results.csv (locked: parallel sweeps share it)."""
     path = output_root / SUMMARY_CSV
     row = {key: settings.get(key) for key in CSV_SETTINGS}
+    row["hyperparameters"] = describe_hyperparameters(settings)
     row.update({key: metrics.get(key) for key in CSV_METRICS})
     with open(path, "a", newline="", encoding="utf-8") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)

@@ -12,9 +12,12 @@ import json
 from pathlib import Path
 from typing import Optional
 
-SETTINGS = {"match": "strict", "seed": 1, "scope": "prefill", "prompt_format": "chat", "max_new_tokens": 10,
-            "limit": None, "dtype": "auto", "revision": None, "prompt_dir": None, "no_round_confidence": False,
-            "prompt_variant": "default", "vsr_split": "test", "vsr_paper_resize": False}
+from methods import Configuration
+
+# What main_aro.py's defaults record for llava1.5 (prompt format auto -> the paper's literal prompt).
+SETTINGS = {"match": "strict", "seed": 1, "prompt_format": "paper", "max_new_tokens": 10, "limit": None,
+            "dtype": "auto", "revision": None, "prompt_dir": None, "prompt_variant": "default", "vsr_split": "test",
+            "vsr_paper_resize": False}
 
 # Val accuracies. Controlled_A: 0.5 and 1.2 tie (1.2 is closer to 1); AdaptVis (0.5, 1.5, 0.4) ties with
 # (0.8, 2.0, 0.3) and wins on |w1-1|+|w2-1|. Controlled_B: 0.8 is the clear best; (0.5, 1.5, 0.3) and
@@ -44,14 +47,18 @@ def write_run(root: Path, *, dataset: str, method: str = "base", split: str = "t
               weight: Optional[float] = None, weight1: Optional[float] = None, weight2: Optional[float] = None,
               threshold: Optional[float] = None, option: Optional[str] = "four", metrics: Optional[dict] = None,
               samples: Optional[list[dict]] = None, finished: bool = True, **settings) -> Path:
-    """One run folder; `metrics` become results.json (omitted when not `finished`)."""
-    label = {"base": "base", "scaling_vis": f"scaling_vis_a-{weight:g}" if weight is not None else "",
-             "adapt_vis": f"adapt_vis_w1-{weight1}_w2-{weight2}_t-{threshold}"}[method]
-    name = f"{dataset}__{model}__{label}__{option or 'yes-no'}__{split}__seed1__{_digest(settings)}"
+    """One run folder; `metrics` become results.json (omitted when not `finished`). Hyper-parameters not
+    given take their method's defaults; `hyperparameters` (in `settings`) overrides any of them."""
+    given = {name: value for name, value in (("weight", weight), ("weight1", weight1), ("weight2", weight2),
+                                             ("threshold", threshold)) if value is not None}
+    given.update(settings.pop("hyperparameters", {}))
+    configuration = Configuration.of(method, **given)
+    name = (f"{dataset}__{model}__{configuration.label()}__{option or 'yes-no'}__{split}__seed1__"
+            f"{_digest(settings)}")
     folder = root / name
     folder.mkdir(parents=True)
     config = {"dataset": dataset, "model": model, "model_name": model, "model_path": None, "method": method,
-              "weight": weight, "weight1": weight1, "weight2": weight2, "threshold": threshold,
+              "hyperparameters": configuration.hyperparameters,
               "option": option, "split": split, **SETTINGS, **settings, "run": name,
               "started_at": "2025-01-01T00:00:00+00:00",
               "finished_at": "2025-01-01T01:00:00+00:00" if finished else None}
@@ -106,5 +113,6 @@ def write_grid(root: Path) -> Path:
         write_run(root, dataset="VSR", method=method, weight=alpha, option=None, metrics=vsr_metrics(*values))
     # Unfinished, and better than everything on val: must be ignored.
     write_run(root, dataset="Controlled_Images_A", split="val", method="scaling_vis", weight=1.5, finished=False)
-    write_run(root, dataset="Controlled_Images_A", model="qwen2-vl", metrics=controlled_metrics(0.5, 0.3, 0.0))
+    write_run(root, dataset="Controlled_Images_A", model="qwen2-vl", metrics=controlled_metrics(0.5, 0.3, 0.0),
+              prompt_format="chat")
     return root

@@ -180,7 +180,7 @@ def test_vsr_ignores_option_counts(root):
 # ------------------------------------------------------------------ dataset object
 
 def test_names_and_slicing_keep_provenance(root):
-    assert len(DATASET_NAMES) == 11 and "VSR" in DATASET_NAMES
+    assert len(DATASET_NAMES) == 15 and {"VSR", "POPE", "GQA", "TextVQA", "VQAv2"} <= set(DATASET_NAMES)
     write_controlled_fixture(root, "A")
     ds = get_dataset("Controlled_Images_A", root=root)
     head = ds[:3]

@@ -5,9 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_no_argument_run_completes_and_prints_what_its_run_folders_hold(tmp_path):
     done = subprocess.run([sys.executable, str(REPO / "main_aro.py")], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"})

@@ -2,6 +2,7 @@
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import main_aro
+from runner.cli import parse_config
 from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
 from runner.records import read_records
 from tests.fixtures_data import write_dataset_fixture, write_vsr_fixture
@@ -44,16 +46,24 @@ def run_folders(output):
     return sorted(p for p in output.iterdir() if p.is_dir())
 
 
+def metrics(folder):
+    """results.json without its `timing`, which differs between any two runs."""
+    results = json.loads((folder / "results.json").read_text())
+    results.pop("timing")
+    return results
+
+
 def test_original_readme_command_parses():
-    config = main_aro.parse_config(shlex.split(ORIGINAL_README_COMMAND)[2:])
+    config = parse_config(shlex.split(ORIGINAL_README_COMMAND)[2:])
     assert config.dataset == "Controlled_Images_A" and config.model_name == "llava1.5" and config.download
     assert config.method == ("adapt_vis",)
-    assert (config.weight1, config.weight2, config.threshold, config.option) == ((0.5,), (1.5,), (0.4,), "four")
+    assert config.hyperparameters == {"weight1": (0.5,), "weight2": (1.5,), "threshold": (0.4,)}
+    assert config.option == "four"
 
 
 def test_missing_method_means_base_and_no_arguments_means_the_demo():
-    assert main_aro.parse_config(["--dataset", "VSR"]).method == ("base",)
-    assert main_aro.parse_config([]).method == ("base", "scaling_vis", "adapt_vis")
+    assert parse_config(["--dataset", "VSR"]).method == ("base",)
+    assert parse_config([]).method == ("base", "scaling_vis", "adapt_vis")
 
 
 @pytest.mark.parametrize("method_flags", [
@@ -94,7 +104,7 @@ def test_a_grid_writes_what_separate_runs_write(tmp_path, data_root, model_dirs)
     for folder in run_folders(single):
         twin = grid / folder.name
         assert (twin / "samples.jsonl").read_text() == (folder / "samples.jsonl").read_text()
-        assert json.loads((twin / "results.json").read_text()) == json.loads((folder / "results.json").read_text())
+        assert metrics(twin) == metrics(folder)
         assert {"f1", "f1_paper", "tp", "tn"} <= set(json.loads((folder / "results.json").read_text()))
 
 
@@ -112,7 +122,24 @@ def test_resume_after_an_interrupt_equals_an_uninterrupted_run(tmp_path, data_ro
     assert cli(data_root, cut, model_dirs["llava"], *flags) == 0
     assert (folder / "samples.jsonl").read_text() == samples
     [reference] = run_folders(whole)
-    assert (folder / "results.json").read_text() == (reference / "results.json").read_text()
+    assert metrics(folder) == metrics(reference)
+    # The resumed invocation measured only the five samples it answered.
+    timing = json.loads((folder / "results.json").read_text())["timing"]
+    assert (timing["samples_resumed"], timing["samples_evaluated"]) == (3, 5)
+
+
+def test_records_say_when_and_how_long(tmp_path, data_root, model_dirs):
+    assert cli(data_root, tmp_path, model_dirs["llava"], "--dataset", "Controlled_Images_A", "--method",
+               "base,scaling_vis", "--weight", "0.5") == 0
+    for folder in run_folders(tmp_path):
+        config = json.loads((folder / "config.json").read_text())
+        for stamp in (config["started_at"], config["finished_at"]):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", stamp)
+        timing = json.loads((folder / "results.json").read_text())["timing"]
+        assert timing["model_load_seconds"] > 0 and timing["evaluation_seconds"] > 0
+        assert (timing["samples_evaluated"], timing["samples_resumed"]) == (8, 0)
+        assert timing["samples_per_second"] == pytest.approx(8 / timing["evaluation_seconds"], rel=0.01)
+        assert (timing["configurations_in_pass"], timing["processes"], timing["threshold_seconds"]) == (2, 1, None)
 
 
 def test_a_finished_configuration_is_skipped_unless_overwritten(tmp_path, data_root, model_dirs, caplog):
@@ -140,16 +167,16 @@ def test_sharded_processes_merge_into_the_single_process_result(tmp_path, data_r
         assert cli(data_root, tmp_path / "sharded", model_dirs["llava"], *flags) == 0
     [single], [sharded] = run_folders(tmp_path / "single"), run_folders(tmp_path / "sharded")
     assert (sharded / "samples.jsonl").read_text() == (single / "samples.jsonl").read_text()
-    assert (sharded / "results.json").read_text() == (single / "results.json").read_text()
+    assert metrics(sharded) == metrics(single)
     assert not list(sharded.glob("samples.rank*.jsonl"))
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--dataset", "Controlled_Images_Z"], "unknown dataset"),
     (["--model-name", "llava9"], "llava1.5"),
-    (["--method", "dola"], "choose one of: base, scaling_vis, adapt_vis"),
+    (["--method", "dolla"], "unknown method 'dolla'; choose one of: base, "),
     (["--method", "adapt_vis", "--threshold", "1.5"], "outside [0, 1]"),
-    (["--method", "scaling_vis", "--weight", "-1"], "negative"),
+    (["--method", "scaling_vis", "--weight", "-1"], "--weight -1 is outside [0, inf]"),
     (["--dataset", "COCO_QA_one_obj"], "--download"),
     (["--model-path", "/nonexistent/model"], "/nonexistent/model"),
 ])
@@ -184,6 +211,7 @@ def test_weight1_above_weight2_runs_with_a_warning(tmp_path, data_root, model_di
     assert "weight1=1.5 > weight2=0.5" in caplog.text
 
 
+@pytest.mark.slow
 def test_two_real_processes_merge_into_the_single_process_result(tmp_path, data_root, model_dirs):
     """torchrun starts the same processes as `accelerate launch` (WORLD_SIZE, RANK; gloo on CPU)."""
     flags = ["--dataset", "Controlled_Images_A", "--method", "scaling_vis", "--weight", "0.5", "--data-root",
@@ -196,7 +224,7 @@ def test_two_real_processes_merge_into_the_single_process_result(tmp_path, data_
                           env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]
     [single], [sharded] = run_folders(tmp_path / "single"), run_folders(tmp_path / "sharded")
-    assert (sharded / "results.json").read_text() == (single / "results.json").read_text()
+    assert metrics(sharded) == metrics(single)
     one, two = read_records(single / "samples.jsonl"), read_records(sharded / "samples.jsonl")
     # Each process runs one thread, so reductions (and the last digits of confidences) may differ.
     assert [(r["id"], r["generation"], r["correct"]) for r in one] == \

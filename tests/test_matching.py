@@ -5,7 +5,7 @@ import pytest
 
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
-from evaluation import MATCH_MODES, Judgement, judge, parse_option
+from scoring import MATCH_MODES, Judgement, judge, parse_option
 
 OPTIONS_A = ("left", "right", "on", "under")
 OPTIONS_B = ("left", "right", "front", "behind")

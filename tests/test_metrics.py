@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dataset_zoo.base import Sample
-from evaluation import compute_metrics, judge
+from scoring import compute_metrics, judge
 
 CONTROLLED_A_FILES = [
     "mug_under_table.jpeg", "water-bottle_left_of_stool.jpeg", "mug_on_table.jpeg", "water-bottle_on_stool.jpeg",

@@ -2,38 +2,33 @@
 import pytest
 
 from common.errors import ToolkitError
-from runner.config import MethodSpec, RunConfig, expand_methods, parse_list, run_name, validate
-from runner.evaluate import plan_alpha_rounds
+from methods import Configuration
+from runner.config import RunConfig, expand_methods, run_name, validate
 from runner.records import RunFolder, append_summary_row, read_records
 from runner.shards import Shard, merge_parts
 
 
-def test_parse_list_reads_commas_and_rejects_garbage():
-    assert parse_list("0.5, 0.8,1.2") == (0.5, 0.8, 1.2)
-    assert parse_list("") == ()
-    with pytest.raises(ToolkitError, match="comma-separated"):
-        parse_list("0.5;0.8")
-
-
 def test_expand_methods_uses_the_papers_settings_when_flags_are_missing():
     specs = expand_methods(RunConfig(dataset="Controlled_Images_B", method=("base", "scaling_vis", "adapt_vis")))
-    assert specs == [MethodSpec("base"), MethodSpec("scaling_vis", weight=0.8),
-                     MethodSpec("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.35)]
+    assert specs == [Configuration.of("base"), Configuration.of("scaling_vis", weight=0.8),
+                     Configuration.of("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.35)]
 
 
 def test_expand_methods_builds_the_full_grid_without_duplicates():
-    config = RunConfig(method=("adapt_vis", "adapt_vis"), weight1=(0.5, 0.8), weight2=(1.2, 1.5, 2.0),
-                       threshold=(0.2, 0.3))
+    config = RunConfig(method=("adapt_vis", "adapt_vis"),
+                       hyperparameters={"weight1": (0.5, 0.8), "weight2": (1.2, 1.5, 2.0), "threshold": (0.2, 0.3)})
     specs = expand_methods(config)
     assert len(specs) == 12 and len(set(specs)) == 12
     assert {s.method for s in specs} == {"adapt_vis"}
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"threshold": (1.2,)}, "outside \\[0, 1\\]"),
-    ({"weight": (-0.5,)}, "negative"),
-    ({"weight1": (-1.0,)}, "negative"),
-    ({"method": ("dola",)}, "unknown --method 'dola'; choose one of: base, scaling_vis, adapt_vis"),
+    ({"method": ("adapt_vis",), "hyperparameters": {"threshold": 1.2}}, "--threshold 1.2 is outside \\[0, 1\\]"),
+    ({"method": ("scaling_vis",), "hyperparameters": {"weight": -0.5}}, "--weight -0.5 is outside \\[0, inf\\]"),
+    ({"method": ("adapt_vis",), "hyperparameters": {"weight1": -1.0}}, "--weight1 -1 is outside"),
+    ({"method": ("scaling_vis",), "hyperparameters": {"threshold": 0.3}}, "--threshold is a hyper-parameter of "
+                                                                           "adapt_vis"),
+    ({"method": ("dolla",)}, "unknown method 'dolla'; choose one of: base, "),
     ({"option": "three"}, "unknown --option"),
     ({"split": "train"}, "unknown --split"),
     ({"batch_size": 0}, "--batch-size must be >= 1"),
@@ -46,25 +41,17 @@ def test_validate_rejects_bad_settings(changes, message):
 
 def test_run_names_separate_every_result_affecting_setting():
     base = RunConfig(dataset="Controlled_Images_A", model_name="llava1.5")
-    spec = MethodSpec("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.4)
+    spec = Configuration.of("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.4)
     name = run_name(base, spec, "four", "test")
     assert name.startswith("Controlled_Images_A__llava1.5__adapt_vis_w1-0.5_w2-1.5_t-0.4__four__test__strict__seed1__")
     variants = [RunConfig(dataset="Controlled_Images_A", model_name="llava1.5", **change) for change in
-                ({"max_new_tokens": 100}, {"scope": "all"}, {"prompt_format": "paper"}, {"limit": 5},
-                 {"match": "paper"}, {"seed": 2})]
+                ({"max_new_tokens": 100}, {"prompt_format": "paper"}, {"limit": 5}, {"match": "paper"}, {"seed": 2})]
     names = {run_name(v, spec, "four", "test") for v in variants}
-    assert name not in names and len(names) == len(variants)
+    names.add(run_name(base, Configuration.of("adapt_vis", weight1=0.5, weight2=1.5, threshold=0.4, scope="all"),
+                       "four", "test"))  # adapt_vis_w1-0.5_w2-1.5_t-0.4_scope-all
+    assert name not in names and len(names) == len(variants) + 1
     assert run_name(RunConfig(dataset="Controlled_Images_A", model_name="llava1.5", batch_size=8), spec,
                     "four", "test") == name
-
-
-def test_plan_alpha_rounds_covers_every_pair_in_the_fewest_calls():
-    needed = [[1.0, 0.5, 1.5], [1.0, 1.5, 1.5], [1.0]]
-    rounds = plan_alpha_rounds(needed)
-    assert len(rounds) == 3
-    for row, alphas in enumerate(needed):
-        assert set(alphas) <= {r[row] for r in rounds}
-    assert plan_alpha_rounds([[0.5], [1.5]]) == [[0.5, 1.5]]
 
 
 def test_torn_last_line_is_repaired_and_never_duplicated(tmp_path):
@@ -103,11 +90,12 @@ def test_shards_partition_the_positions():
 
 
 def test_summary_csv_gets_one_header_and_a_row_per_run(tmp_path):
-    append_summary_row(tmp_path, {"run": "r1", "dataset": "A", "weight": 0.8}, {"accuracy": 0.5})
+    append_summary_row(tmp_path, {"run": "r1", "dataset": "A", "hyperparameters": {"weight": 0.8, "scope": "all"}},
+                       {"accuracy": 0.5})
     append_summary_row(tmp_path, {"run": "r2", "dataset": "B"}, {"accuracy": 0.25, "f1": 0.1})
     lines = (tmp_path / "results.csv").read_text().splitlines()
-    assert len(lines) == 3 and lines[0].startswith("run,dataset,model,method,weight")
-    assert lines[1].startswith("r1,A,,,0.8")
+    assert len(lines) == 3 and lines[0].startswith("run,dataset,model,method,hyperparameters")
+    assert lines[1].startswith("r1,A,,,weight=0.8 scope=all")
 
 
 def test_unwritable_output_directory_is_a_clear_error(tmp_path):
@@ -116,3 +104,21 @@ def test_unwritable_output_directory_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(ToolkitError, match="cannot write to output directory"):
         ensure_writable(blocker / "sub")
+
+
+def test_timing_record_counts_only_what_this_invocation_measured():
+    from runner.run import Timing
+
+    timing = Timing(open_seconds=0.5, load_seconds=2.0, evaluation_seconds=4.0, configurations=3, processes=2)
+    assert timing.record(evaluated=10, resumed=6) == {
+        "model_load_seconds": 2.5, "threshold_seconds": None, "evaluation_seconds": 4.0, "samples_evaluated": 10,
+        "samples_resumed": 6, "samples_per_second": 2.5, "configurations_in_pass": 3, "processes": 2}
+    idle = Timing(open_seconds=0.5, evaluation_seconds=0.0).record(evaluated=0, resumed=8)
+    assert idle["model_load_seconds"] is None and idle["samples_per_second"] is None
+
+
+def test_now_iso_has_milliseconds_and_the_offset():
+    import re
+    from runner.provenance import now_iso
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", now_iso())

@@ -34,12 +34,38 @@ def run_select(capsys, root, *args: str) -> tuple[int, str, str]:
 def test_load_runs_skips_unfinished_and_reads_typed_fields(grid_root, caplog):
     with caplog.at_level(logging.INFO, logger="evaluation.runs"):
         runs = load_runs(grid_root)
-    assert not any(run.method == "scaling_vis" and run.weight == 1.5 for run in runs)
+    assert not any(run.method == "scaling_vis" and run.hyperparameters["weight"] == 1.5 for run in runs)
     assert "skipping unfinished run" in caplog.text and "scaling_vis_a-1.5" in caplog.text
     adapt = next(run for run in runs if run.method == "adapt_vis")
-    assert adapt.hyperparameters.keys() == {"weight1", "weight2", "threshold"}
+    assert adapt.labelled.keys() == {"weight1", "weight2", "threshold"}
+    assert adapt.hyperparameters.keys() == {"weight1", "weight2", "threshold", "scope", "round_confidence"}
     vsr = next(run for run in runs if run.dataset == "VSR")
     assert vsr.option is None and vsr.metric("f1_paper") is not None
+
+
+def test_run_folders_of_earlier_versions_read_their_flat_hyperparameters(tmp_path):
+    """Before the method registry, config.json kept the alpha family's settings at the top level."""
+    folder = write_run(tmp_path, dataset="Controlled_Images_A", method="adapt_vis", weight1=0.5, weight2=1.5,
+                       threshold=0.4, metrics=controlled_metrics(0.8, 0.5, 0.2))
+    config = json.loads((folder / "config.json").read_text())
+    del config["hyperparameters"]
+    config.update(weight=None, weight1=0.5, weight2=1.5, threshold=0.4, scope="all", no_round_confidence=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    [run] = load_runs(tmp_path)
+    assert run.hyperparameters == {"weight1": 0.5, "weight2": 1.5, "threshold": 0.4, "scope": "all",
+                                   "round_confidence": False}
+
+
+def test_a_folder_of_an_unknown_method_is_skipped_with_a_notice(tmp_path, caplog):
+    write_run(tmp_path, dataset="Controlled_Images_A", metrics=controlled_metrics(0.8, 0.5, 0.2))
+    folder = write_run(tmp_path, dataset="Controlled_Images_A", method="scaling_vis", weight=0.5,
+                       metrics=controlled_metrics(0.8, 0.5, 0.2))
+    config = json.loads((folder / "config.json").read_text())
+    config["method"] = "future_method"
+    (folder / "config.json").write_text(json.dumps(config))
+    with caplog.at_level(logging.WARNING, logger="evaluation.runs"):
+        runs = load_runs(tmp_path)
+    assert [run.method for run in runs] == ["base"] and "'future_method' is not one of" in caplog.text
 
 
 def test_null_option_means_the_paper_default(tmp_path):
@@ -79,8 +105,8 @@ def test_selection_picks_the_known_best_with_its_tie_break(grid_root, dataset):
     common = dict(dataset=dataset, model="llava1.5", split="val", settings=settings)
     scaling = select_best(find_candidates(runs, method="scaling_vis", **common))
     adapt = select_best(find_candidates(runs, method="adapt_vis", **common))
-    assert scaling.run.weight == EXPECTED_SCALING[dataset]
-    assert (adapt.run.weight1, adapt.run.weight2, adapt.run.threshold) == EXPECTED_ADAPT[dataset]
+    assert scaling.run.hyperparameters["weight"] == EXPECTED_SCALING[dataset]
+    assert (adapt.run.hyperparameters["weight1"], adapt.run.hyperparameters["weight2"], adapt.run.hyperparameters["threshold"]) == EXPECTED_ADAPT[dataset]
     assert adapt.n_candidates == 8 and len(adapt.tied) == 1
 
 
@@ -90,8 +116,8 @@ def test_scaling_tie_prefers_alpha_closest_to_one_then_smaller(tmp_path):
                   metrics=controlled_metrics(0.7, 0.5, 0.2))
     runs = load_runs(tmp_path)
     choice = select_best(runs)
-    assert choice.run.weight == 0.8
-    assert {run.weight for run in choice.tied} == {0.5, 1.2, 2.0}
+    assert choice.run.hyperparameters["weight"] == 0.8
+    assert {run.hyperparameters["weight"] for run in choice.tied} == {0.5, 1.2, 2.0}
     assert "tied with" in choice.reason() and "closest to 1" in choice.reason()
 
 
@@ -100,8 +126,8 @@ def test_null_metric_does_not_compete(tmp_path):
               metrics=controlled_metrics(0.9, 0.5, None))
     write_run(tmp_path, dataset="Controlled_Images_A", split="val", method="scaling_vis", weight=1.5,
               metrics=controlled_metrics(0.5, 0.5, 0.1))
-    assert select_best(load_runs(tmp_path), "set_accuracy").run.weight == 1.5
-    assert select_best(load_runs(tmp_path), "accuracy").run.weight == 0.8
+    assert select_best(load_runs(tmp_path), "set_accuracy").run.hyperparameters["weight"] == 1.5
+    assert select_best(load_runs(tmp_path), "accuracy").run.hyperparameters["weight"] == 0.8
 
 
 def test_metric_null_everywhere_is_an_error(tmp_path):
@@ -118,9 +144,9 @@ def test_candidates_must_share_every_other_setting(tmp_path):
     runs = load_runs(tmp_path)
     common = dict(dataset="Controlled_Images_A", model="llava1.5", method="scaling_vis", split="val")
     full = matching_runs(runs, settings={"option": "four", **SETTINGS}, **common)
-    assert [run.weight for run in full] == [0.8]
+    assert [run.hyperparameters["weight"] for run in full] == [0.8]
     with pytest.raises(ToolkitError, match=r"with other settings \(limit=5\)"):
-        find_candidates([run for run in runs if run.weight == 2.0], settings={"option": "four", **SETTINGS},
+        find_candidates([run for run in runs if run.hyperparameters["weight"] == 2.0], settings={"option": "four", **SETTINGS},
                         **common)
 
 

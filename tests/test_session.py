@@ -8,8 +8,8 @@ import torch
 from common.errors import ToolkitError
 from intervention import AdaptVis, open_session
 from intervention.session import NaiveSession, PrefixSession
-from runner.config import MethodSpec
-from runner.evaluate import answer_batch, choose_alphas
+from methods import Configuration
+from methods.alpha import answer_rounds
 from tests.conftest import one_sample_inputs, two_sample_inputs
 
 SIZES = ((56, 56), (30, 60))  # see tests/test_prefix_sharing.py
@@ -64,20 +64,23 @@ def test_scope_and_layers_reach_both_engines(tiny_vlm, scope, layers):
     assert fast.answers([0.0, 2.0]) == naive.answers([0.0, 2.0])
 
 
-def _grid(threshold: float) -> list[MethodSpec]:
-    return [MethodSpec("base"), MethodSpec("scaling_vis", weight=0.8), MethodSpec("scaling_vis", weight=2.0),
-            MethodSpec("adapt_vis", weight1=0.0, weight2=2.0, threshold=threshold),
-            MethodSpec("adapt_vis", weight1=0.8, weight2=2.0, threshold=threshold),
-            MethodSpec("adapt_vis", weight1=0.8, weight2=2.0, threshold=1.0)]
+def _grid(threshold: float) -> list[Configuration]:
+    def adapt(weight1, weight2, t):
+        return Configuration.of("adapt_vis", weight1=weight1, weight2=weight2, threshold=t, round_confidence=False)
+
+    return [Configuration.of("base"), Configuration.of("scaling_vis", weight=0.8),
+            Configuration.of("scaling_vis", weight=2.0), adapt(0.0, 2.0, threshold), adapt(0.8, 2.0, threshold),
+            adapt(0.8, 2.0, 1.0)]
 
 
-def _separate_run(vlm, inputs, spec: MethodSpec) -> list[str]:
+def _separate_run(vlm, inputs, spec: Configuration) -> list[str]:
     """What a run of this one configuration answers, on the naive engine."""
     session = open_session(vlm, inputs, max_new_tokens=TOKENS, engine="naive")
     if spec.method == "adapt_vis":
-        adapt = AdaptVis(weight1=spec.weight1, weight2=spec.weight2, threshold=spec.threshold, round_confidence=False)
+        adapt = AdaptVis(weight1=spec.get("weight1"), weight2=spec.get("weight2"), threshold=spec.get("threshold"),
+                         round_confidence=False)
         return [a.text for a in adapt.answer(session)]
-    return session.answers(1.0 if spec.method == "base" else spec.weight)
+    return session.answers(1.0 if spec.method == "base" else spec.get("weight"))
 
 
 @pytest.mark.parametrize("family", ["llava_next", "qwen2_vl"])
@@ -86,10 +89,8 @@ def test_grid_through_the_runner_equals_separate_runs_in_one_batched_branch(tiny
     session = open_session(tiny_vlm, inputs, max_new_tokens=TOKENS)
     confidence = session.confidence
     specs = _grid(_threshold_between(confidence))
-    adapt = {s: AdaptVis(weight1=s.weight1, weight2=s.weight2, threshold=s.threshold, round_confidence=False)
-             for s in specs if s.method == "adapt_vis"}
-    choices = [choose_alphas(spec, adapt.get(spec), confidence) for spec in specs]
-    answers = answer_batch(session, choices)
+    choices = [spec.entry.choose(spec.hyperparameters, confidence) for spec in specs]  # AlphaStrategy's path
+    answers = answer_rounds(session, choices)
     # Every alpha other than 1 of every row (0.8 from ScalingVis and from AdaptVis are one alpha) ran in a
     # single batched branch; alpha 1 continued the confidence step.
     assert session.branch_calls == 1

@@ -101,6 +101,7 @@ def test_last_token_attention_concentrates_on_the_objects(toy_vlm, fresh_scenes)
     assert toy_vlm.model.config.get_text_config()._attn_implementation == "sdpa"   # measurement restored it
 
 
+@pytest.mark.slow
 def test_training_script_runs_a_tiny_budget_and_the_loss_goes_down(tmp_path):
     result = train_main([*TINY_TRAINING, "--output", str(tmp_path / "toy")])
     losses = [point["loss"] for point in result.history]
@@ -112,6 +113,7 @@ def test_training_script_runs_a_tiny_budget_and_the_loss_goes_down(tmp_path):
     assert AutoModelForImageTextToText.from_pretrained(tmp_path / "toy").config.text_config.hidden_size == 32
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_given_a_seed(tmp_path):
     short = [*TINY_TRAINING[2:], "--steps", "4", "--eval-every", "2"]
     first = train_main([*short, "--output", str(tmp_path / "a")])

@@ -6,6 +6,9 @@ a wrong answer, so it is an FN for gold yes and an FP for gold no (this is also 
 
 * ``precision`` = TP/(TP+FP), ``recall`` = ``tpr`` = TP/(TP+FN), ``tnr`` = TN/(TN+FP),
   ``f1`` = 2TP/(2TP+FP+FN) (standard F1; it is 0 rather than undefined when TP = 0 but FP+FN > 0).
+* ``yes_ratio``: the fraction of answers that say "yes" (prediction "yes"), POPE's "Yes" column
+  (Li et al. 2023, the POPE paper; LLaVA's eval_pope.py). An unparsed answer says neither. (lmms-eval's
+  `pope_yes_ratio` counts the gold answers instead, which is always 0.5 on POPE.)
 * ``f1_paper``: what the original code calls F1 (reference: original_adaptvis.md §3.4, datasets.md §2.4). Its
   "precision" is TP/(TP+FN) (the TPR) and its "recall" TN/(TN+FP) (the TNR), so its "F1" is the harmonic mean
   of TPR and TNR. It is 0.0 when TPR = TNR = 0 (the limit of the harmonic mean; the original divides by zero).
@@ -19,9 +22,13 @@ from typing import Optional, Sequence
 
 from dataset_zoo.base import Sample
 
+YES = "yes"
 
-def yes_no_metrics(correct: Sequence[bool], samples: Sequence[Sample]) -> dict:
-    """TP/TN/FP/FN counts, precision/recall/F1 with "yes" positive, TPR/TNR and the paper's `f1_paper`."""
+
+def yes_no_metrics(correct: Sequence[bool], samples: Sequence[Sample],
+                   predictions: Sequence[Optional[str]]) -> dict:
+    """TP/TN/FP/FN counts, precision/recall/F1 with "yes" positive, TPR/TNR, the paper's `f1_paper` and the
+    yes ratio of the predictions."""
     tp = tn = fp = fn = 0
     for is_correct, sample in zip(correct, samples):
         positive = _gold_is_yes(sample)
@@ -38,11 +45,12 @@ def yes_no_metrics(correct: Sequence[bool], samples: Sequence[Sample]) -> dict:
         "tpr": tpr,
         "tnr": tnr,
         "f1_paper": _harmonic_mean(tpr, tnr),
+        "yes_ratio": _ratio(sum(prediction == YES for prediction in predictions), len(predictions)),
     }
 
 
 def _gold_is_yes(sample: Sample) -> bool:
-    return sample.label == 1 if sample.label is not None else sample.answer == "yes"
+    return sample.label == 1 if sample.label is not None else sample.answer == YES
 
 
 def _harmonic_mean(a: Optional[float], b: Optional[float]) -> Optional[float]:

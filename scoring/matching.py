@@ -16,6 +16,10 @@ Two modes (`MATCH_MODES`):
   the gold answer when correct; otherwise the strict parse, or None when the strict parse is the gold answer
   itself (the paper rule refused to credit it, e.g. a lower-case "yes"), so that a wrong judgement never shows
   the gold answer as its prediction.
+
+Short-answer samples (no options: GQA, TextVQA, VQAv2) are scored the VQA way in both modes (the original
+code had no short-answer rule): the prediction is the normalised generation, the score its VQA accuracy
+against the human answers (exact match against a single reference), see `scoring.vqa`.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from typing import Optional
 
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
+from scoring.vqa import normalize_answer, short_answer_score
 
 MATCH_MODES = ("strict", "paper")
 YES_NO_OPTIONS = ("yes", "no")
@@ -63,20 +68,38 @@ _WORD_CHAR = r"[^\W_]"  # a letter or digit: "left-hand" still names "left", "le
 
 @dataclass(frozen=True)
 class Judgement:
-    """The verdict on one generation: the option it maps to (None = unparsed) and whether it is correct."""
+    """The verdict on one generation: the option it maps to (None = unparsed) and whether it is correct.
+
+    Short answers also carry `score`, the VQA accuracy in [0, 1] (0.3 per matching human up to 1.0), and
+    `correct` means full credit (at least three humans gave the answer, or it equals the single reference).
+    """
 
     prediction: Optional[str]
     correct: bool
+    score: Optional[float] = None
+
+    @property
+    def credit(self) -> float:
+        """What the sample adds to the accuracy: the score when there is one, else 1 or 0."""
+        return self.score if self.score is not None else float(self.correct)
 
 
 def judge(generation: str, sample: Sample, mode: str = "strict") -> Judgement:
     """Judge `generation` against `sample.answer` under `mode` ("strict" or "paper", see module docstring)."""
+    if mode not in MATCH_MODES:
+        raise ToolkitError(f"unknown match mode {mode!r}; valid modes: {', '.join(MATCH_MODES)}")
+    if is_short_answer(sample):
+        return _judge_short_answer(generation, sample)
     if mode == "strict":
         prediction = parse_option(generation, sample.options)
         return Judgement(prediction, prediction == sample.answer)
-    if mode == "paper":
-        return _judge_paper(generation, sample)
-    raise ToolkitError(f"unknown match mode {mode!r}; valid modes: {', '.join(MATCH_MODES)}")
+    return _judge_paper(generation, sample)
+
+
+def _judge_short_answer(generation: str, sample: Sample) -> Judgement:
+    prediction = normalize_answer(generation) or None  # nothing left after normalising counts as unparsed
+    score, full_credit = short_answer_score(prediction, sample)
+    return Judgement(prediction, full_credit, score)
 
 
 def parse_option(generation: str, options: tuple[str, ...]) -> Optional[str]:
@@ -117,6 +140,11 @@ def _paper_yes_no_correct(generation: str, sample: Sample) -> bool:
 def is_yes_no(sample: Sample) -> bool:
     """Whether the sample is a yes/no (VSR-style) question rather than a multiple-choice one."""
     return tuple(sample.options) == YES_NO_OPTIONS
+
+
+def is_short_answer(sample: Sample) -> bool:
+    """Whether the sample asks for a free-form word or phrase (it offers no options)."""
+    return not sample.options
 
 
 @lru_cache(maxsize=64)
