@@ -177,13 +177,12 @@ def _profiling_data(source: ProfileSource):
     from dataset_zoo import get_dataset
     from dataset_zoo.boxes import box_source_for
 
+    if source.boxes == "sidecar" and not source.dataset.startswith("Synthetic_Controlled_"):
+        raise ToolkitError(f"VEA cannot profile layers on {source.dataset}: it has no boxes of its own; give a boxes "
+                           f"JSON with --vea-boxes (schema in dataset_zoo/boxes.py), or the layers with --vea-layers "
+                           f"(e.g. all)")
     dataset = get_dataset(source.dataset, root=source.root, split="val")
-    try:
-        boxes = box_source_for(source.dataset, source.root,
-                               boxes_json=None if source.boxes == "sidecar" else source.boxes)
-    except ToolkitError as err:
-        raise ToolkitError(f"VEA cannot profile layers on {source.dataset}: {err} (as --vea-boxes); or give the "
-                           f"layers with --vea-layers, e.g. all") from None
+    boxes = box_source_for(source.dataset, source.root, boxes_json=None if source.boxes == "sidecar" else source.boxes)
     return [dataset[i] for i in range(len(dataset))], boxes
 
 
