@@ -2,10 +2,11 @@
 pixels of every view the model sees.
 
     grid = denoise(grid, lam=10.0)                  # Eq. 2 on a token grid (None: no denoising)
-    canvas = gaussian_blur(canvas, sigma_px)        # Eq. 3: isotropic Gaussian in pixels
-    e = normalise(canvas)                           # min-max to [0, 1]
+    blurred = blur_matrix(h, s) @ canvas @ blur_matrix(w, s).T    # Eq. 3: separable Gaussian of s pixels
+    e = normalise(blurred)                          # min-max to [0, 1]
     factor = highlight_factor(e, alpha=0.5)         # Eq. 4: brightness factor alpha + (1 - alpha) e
-    factors = view_factors(scores, geometry, lam=10.0, sigma=0.5, alpha=0.5)   # one (h, w) map per view
+    e = evidence_map(scores, geometry, lam=10.0, sigma=0.5)   # all of it from token scores, on the canvas
+    factors = view_factors(e, geometry, alpha=0.5)            # Eq. 4's factor drawn into every view
 
 The canvas is the model-input image the primary token grid covers (`model_zoo.geometry`): LLaVA-1.5's
 336 x 336 crop, Qwen's smart-resized image, LLaVA-NeXT's anyres tile canvas without its padding rows or
@@ -19,7 +20,8 @@ NeXT's views brighten the same part of the image.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from functools import lru_cache
+from typing import Optional
 
 import numpy as np
 
@@ -55,25 +57,24 @@ def sigma_pixels(sigma: float, height: int, width: int) -> float:
     return sigma * min(height, width) if sigma <= 1 else float(sigma)
 
 
-def gaussian_blur(canvas: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Eq. 3: a separable Gaussian of `sigma_px` pixels, edges mirrored as scipy's 'reflect' mode
-    (d c b a | a b c d | d c b a, repeated when the kernel is wider than the canvas), truncated at
-    `TRUNCATE` sigma. Written as one matrix per axis, blur = rows @ canvas @ cols.T."""
-    canvas = np.asarray(canvas, dtype=np.float64)
+@lru_cache(maxsize=16)
+def blur_matrix(n: int, sigma_px: float) -> np.ndarray:
+    """(n, n) one axis of a separable Gaussian of `sigma_px` pixels: output i = sum_k w_k x[reflect(i + k)],
+    edges mirrored as scipy's 'reflect' mode (d c b a | a b c d | d c b a, repeated when the kernel is wider
+    than the canvas), w truncated at `TRUNCATE` sigma and normalised; the identity for sigma 0. Cached: a
+    model's canvases come in few sizes. Read-only."""
     if sigma_px <= 0:
-        return canvas.copy()
-    return _blur_matrix(canvas.shape[0], sigma_px) @ canvas @ _blur_matrix(canvas.shape[1], sigma_px).T
-
-
-def _blur_matrix(n: int, sigma: float) -> np.ndarray:
-    """(n, n): output i = sum_k w_k x[reflect(i + k)] for the truncated, normalised Gaussian w."""
-    radius = int(TRUNCATE * sigma + 0.5)
-    offsets = np.arange(-radius, radius + 1)
-    weights = np.exp(-0.5 * (offsets / sigma) ** 2)
-    weights /= weights.sum()
-    sources = reflect_index(np.arange(n)[:, None] + offsets[None, :], n)
-    flat = (np.arange(n)[:, None] * n + sources).ravel()
-    return np.bincount(flat, np.broadcast_to(weights, sources.shape).ravel(), minlength=n * n).reshape(n, n)
+        matrix = np.eye(n)
+    else:
+        radius = int(TRUNCATE * sigma_px + 0.5)
+        offsets = np.arange(-radius, radius + 1)
+        weights = np.exp(-0.5 * (offsets / sigma_px) ** 2)
+        weights /= weights.sum()
+        sources = reflect_index(np.arange(n)[:, None] + offsets[None, :], n)
+        flat = (np.arange(n)[:, None] * n + sources).ravel()
+        matrix = np.bincount(flat, np.broadcast_to(weights, sources.shape).ravel(), minlength=n * n).reshape(n, n)
+    matrix.setflags(write=False)
+    return matrix
 
 
 def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
@@ -117,27 +118,38 @@ def _cell_indices(geometry: ImageGeometry, grid: Grid, x: np.ndarray, y: np.ndar
     return np.where((cols >= 0) & (cols < grid.cols), cols, -1), np.where((rows >= 0) & (rows < grid.rows), rows, -1)
 
 
-def paint_density(grids: Sequence[np.ndarray], geometry: ImageGeometry) -> np.ndarray:
-    """(H, W) canvas: at each pixel, the sum over the token grids of the covering cell's value per original
-    pixel of that cell (`grids[g]`: (rows, cols) values of `geometry.grids[g]`)."""
+def paint_operators(geometry: ImageGeometry) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Per token grid, (rows (H, r), cols (W, c), 1 / cell area in original pixels): painting the grid's
+    (r, c) values on the canvas is rows @ values @ cols.T divided by the area (each canvas pixel takes the
+    cell its centre lies in; rows of zeros where the grid does not reach)."""
     x, y = _canvas_centres(geometry)
-    canvas = np.zeros((len(y), len(x)))
-    for values, grid in zip(grids, geometry.grids):
+    operators = []
+    for grid in geometry.grids:
         view = geometry.views[grid.view]
-        area = (grid.cell / view.scale[0]) * (grid.cell / view.scale[1])
         cols, rows = _cell_indices(geometry, grid, x, y)
-        painted = (np.asarray(values, dtype=np.float64) / area)[np.maximum(rows, 0)][:, np.maximum(cols, 0)]
-        canvas += np.where((rows >= 0)[:, None] & (cols >= 0)[None, :], painted, 0.0)
-    return canvas
+        operators.append((_one_hot(rows, grid.rows), _one_hot(cols, grid.cols),
+                          view.scale[0] * view.scale[1] / grid.cell ** 2))
+    return operators
+
+
+def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
+    return (index[:, None] == np.arange(size)[None, :]).astype(np.float64)
 
 
 def evidence_map(scores: np.ndarray, geometry: ImageGeometry, lam: Optional[float], sigma: float) -> np.ndarray:
-    """Steps C-D: (n_image,) token scores -> (H, W) evidence in [0, 1] on the canvas (denoise each token grid,
-    paint, blur, normalise). Tokens without a cell (CLS, image_newline) take no part."""
-    grids = [denoise(np.nan_to_num(geometry.to_grid(scores, index), nan=0.0), lam)
-             for index in range(len(geometry.grids))]
-    canvas = paint_density(grids, geometry)
-    return normalise(gaussian_blur(canvas, sigma_pixels(sigma, *canvas.shape)))
+    """Steps C-D: (n_image,) token scores -> (H, W) evidence in [0, 1] on the canvas: denoise each token grid,
+    paint it as attention per original pixel, sum the grids, blur, normalise. Tokens without a cell (CLS,
+    image_newline) take no part. Painting and blurring are linear, so the blur acts on the painting
+    operators: B_H (R V C.T) B_W.T = (B_H R) V (B_W C).T, small matrices instead of a dense canvas blur."""
+    operators = paint_operators(geometry)
+    height, width = operators[0][0].shape[0], operators[0][1].shape[0]
+    blur_rows = blur_matrix(height, sigma_pixels(sigma, height, width))
+    blur_cols = blur_matrix(width, sigma_pixels(sigma, height, width))
+    canvas = np.zeros((height, width))
+    for index, (rows, cols, per_pixel) in enumerate(operators):
+        grid = denoise(np.nan_to_num(geometry.to_grid(scores, index), nan=0.0), lam)
+        canvas += (blur_rows @ rows) @ (grid * per_pixel) @ (blur_cols @ cols).T
+    return normalise(canvas)
 
 
 def render_view(canvas_map: np.ndarray, geometry: ImageGeometry, view: int) -> np.ndarray:
@@ -153,8 +165,7 @@ def render_view(canvas_map: np.ndarray, geometry: ImageGeometry, view: int) -> n
     return canvas_map[rows][:, cols]
 
 
-def view_factors(scores: np.ndarray, geometry: ImageGeometry, *, lam: Optional[float], sigma: float,
-                 alpha: float) -> list[np.ndarray]:
-    """Eq. 4's brightness factor on every view of the image, from the token scores of Eq. 1."""
-    factor = highlight_factor(evidence_map(scores, geometry, lam, sigma), alpha)
+def view_factors(evidence: np.ndarray, geometry: ImageGeometry, alpha: float) -> list[np.ndarray]:
+    """Eq. 4's brightness factor from the canvas's evidence map, on every view of the image."""
+    factor = highlight_factor(evidence, alpha)
     return [render_view(factor, geometry, view) for view in range(len(geometry.views))]

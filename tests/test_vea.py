@@ -9,8 +9,8 @@ import torch
 import methods
 from common.errors import ToolkitError
 from methods import Configuration
-from methods.vea import HINT, VEA, hinted_prompt, token_scores
-from methods.vea_maps import view_factors
+from methods.vea import HINT, VEA, hinted_inputs, hinted_prompt, token_scores
+from methods.vea_maps import evidence_map, view_factors
 from methods.vea_pixels import RGBScale, highlighted_pixels
 from model_zoo.geometry import image_geometries, pixel_views
 from tests.conftest import QUESTION, noise_image
@@ -75,7 +75,7 @@ def test_a_score_on_one_token_brightens_exactly_its_region_of_the_original_image
     token = int(grid[grid.shape[0] // 2, grid.shape[1] // 2])
     scores = np.zeros(geometry.n_tokens)
     scores[token] = 1.0
-    factors = view_factors(scores, geometry, lam=None, sigma=0.0, alpha=0.5)
+    factors = view_factors(evidence_map(scores, geometry, lam=None, sigma=0.0), geometry, alpha=0.5)
     highlighted = highlighted_pixels(tiny_vlm, inputs, [geometry], [factors])
     box = geometry.token_boxes()[token]
     for index, (before, after) in enumerate(zip(rgb_views(tiny_vlm, inputs["pixel_values"], inputs, geometry),
@@ -100,6 +100,20 @@ def test_highlighting_leaves_other_rows_and_the_token_ids_alone(tiny_vlm):
     for a, b in zip(first, second):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert not torch.equal(pixels, inputs["pixel_values"]) and pixels.dtype == inputs["pixel_values"].dtype
+
+
+def test_hinted_inputs_equal_the_processors_own_without_reprocessing_the_images(tiny_vlm, monkeypatch):
+    samples, images, prompts = batch(tiny_vlm)
+    inputs = tiny_vlm.prepare(images, prompts)
+    hinted = [hinted_prompt(tiny_vlm, sample) for sample in samples]
+    expected = tiny_vlm.prepare(images, hinted)
+    monkeypatch.setattr(tiny_vlm, "prepare", lambda *args: pytest.fail("the images were processed again"))
+    found = hinted_inputs(tiny_vlm, inputs, images, prompts, hinted)
+    assert found.keys() == expected.keys() and all(torch.equal(found[k], expected[k]) for k in expected)
+    # a text route that does not reproduce the processor's own output is not taken
+    monkeypatch.setattr(tiny_vlm.processor.tokenizer, "padding_side", "right")
+    monkeypatch.setattr(tiny_vlm, "prepare", lambda images, prompts: "processed")
+    assert hinted_inputs(tiny_vlm, inputs, images, prompts, hinted) == "processed"
 
 
 def test_a_grid_in_one_call_equals_separate_runs(tiny_vlm):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from methods.vea_maps import (denoise, evidence_map, gaussian_blur, highlight_factor, normalise, paint_density,
+from methods.vea_maps import (blur_matrix, denoise, evidence_map, highlight_factor, normalise, paint_operators,
                               reflect_index, render_view, sigma_pixels, view_factors)
 from model_zoo.geometry_types import Grid, ImageGeometry, View, grid_tokens
 
@@ -48,10 +48,11 @@ def reference_blur(canvas: np.ndarray, sigma: float) -> np.ndarray:
 def test_blur_equals_a_direct_convolution_with_mirrored_edges(sigma):
     canvas = np.zeros((4, 6))
     canvas[0, 1], canvas[2, 5], canvas[3, 3] = 1.0, 3.0, 0.5
+    blurred = blur_matrix(4, sigma) @ canvas @ blur_matrix(6, sigma).T
     # sigma 2.5 reaches 10 pixels: wider than the canvas, the mirror repeats
-    np.testing.assert_allclose(gaussian_blur(canvas, sigma), reference_blur(canvas, sigma), rtol=1e-12, atol=1e-15)
-    assert gaussian_blur(canvas, sigma).sum() == pytest.approx(canvas.sum())  # mirrored edges lose no mass
-    np.testing.assert_array_equal(gaussian_blur(canvas, 0.0), canvas)
+    np.testing.assert_allclose(blurred, reference_blur(canvas, sigma), rtol=1e-12, atol=1e-15)
+    assert blurred.sum() == pytest.approx(canvas.sum())                   # mirrored edges lose no mass
+    np.testing.assert_array_equal(blur_matrix(4, 0.0) @ canvas @ blur_matrix(6, 0.0).T, canvas)
 
 
 def test_reflect_and_sigma_conventions():
@@ -85,17 +86,19 @@ def test_evidence_map_is_denoise_paint_blur_normalise():
     blurred = reference_blur(painted, 2.0)
     expected = (blurred - blurred.min()) / (blurred.max() - blurred.min())
     np.testing.assert_allclose(evidence_map(GRID.ravel(), geometry, 10.0, sigma), expected, atol=1e-12)
-    # the density (score per original pixel of the cell, 4 x 4 = 16 here) only rescales one grid's map
-    np.testing.assert_allclose(paint_density([denoised], geometry), painted / 16.0)
+    # painting as attention per original pixel of the cell (4 x 4 = 16 here) only rescales one grid's map
+    [(rows, cols, per_pixel)] = paint_operators(geometry)
+    np.testing.assert_allclose(rows @ denoised @ cols.T * per_pixel, painted / 16.0)
 
 
 def test_factors_render_into_a_view_through_original_coordinates():
     geometry = hand_geometry()
     scores = np.zeros(25)
     scores[7] = 1.0                                        # cell (1, 2): view pixels x 4-5, y 2-3
-    [factor] = view_factors(scores, geometry, lam=None, sigma=0.0, alpha=0.5)
+    evidence = evidence_map(scores, geometry, lam=None, sigma=0.0)
+    [factor] = view_factors(evidence, geometry, alpha=0.5)
     expected = np.full((10, 10), 0.5)
     expected[2:4, 4:6] = 1.0
     np.testing.assert_array_equal(factor, expected)
     np.testing.assert_array_equal(render_view(expected, geometry, 0), expected)
-    assert math.isclose(float(view_factors(scores, geometry, lam=None, sigma=0.0, alpha=1.0)[0].min()), 1.0)
+    assert math.isclose(float(view_factors(evidence, geometry, alpha=1.0)[0].min()), 1.0)
