@@ -118,37 +118,39 @@ def _cell_indices(geometry: ImageGeometry, grid: Grid, x: np.ndarray, y: np.ndar
     return np.where((cols >= 0) & (cols < grid.cols), cols, -1), np.where((rows >= 0) & (rows < grid.rows), rows, -1)
 
 
-def paint_operators(geometry: ImageGeometry) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Per token grid, (rows (H, r), cols (W, c), 1 / cell area in original pixels): painting the grid's
-    (r, c) values on the canvas is rows @ values @ cols.T divided by the area (each canvas pixel takes the
-    cell its centre lies in; rows of zeros where the grid does not reach)."""
-    x, y = _canvas_centres(geometry)
-    operators = []
-    for grid in geometry.grids:
-        view = geometry.views[grid.view]
-        cols, rows = _cell_indices(geometry, grid, x, y)
-        operators.append((_one_hot(rows, grid.rows), _one_hot(cols, grid.cols),
-                          view.scale[0] * view.scale[1] / grid.cell ** 2))
-    return operators
+def blurred_painting(n: int, sigma_px: float, index: np.ndarray, cells: int) -> np.ndarray:
+    """(n, cells): blur_matrix(n, sigma_px) @ P, P the (n, cells) painting of a grid axis (P[j, c] = 1 where
+    canvas pixel j lies in cell c, `index[j]`; -1 outside the grid). A cell's pixels are one contiguous run
+    (the cells follow the canvas monotonically), so its column is a difference of running sums."""
+    running = _running_sums(n, sigma_px)
+    ordered = np.where(index >= 0, index, np.where(np.arange(n) < np.argmax(index >= 0), -1, cells))
+    targets = np.arange(cells)
+    return running[:, np.searchsorted(ordered, targets, side="right")] - \
+        running[:, np.searchsorted(ordered, targets, side="left")]
 
 
-def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
-    return (index[:, None] == np.arange(size)[None, :]).astype(np.float64)
+@lru_cache(maxsize=16)
+def _running_sums(n: int, sigma_px: float) -> np.ndarray:
+    """(n, n + 1): running sums of the blur matrix's columns, a leading zero column."""
+    return np.concatenate([np.zeros((n, 1)), np.cumsum(blur_matrix(n, sigma_px), axis=1)], axis=1)
 
 
 def evidence_map(scores: np.ndarray, geometry: ImageGeometry, lam: Optional[float], sigma: float) -> np.ndarray:
     """Steps C-D: (n_image,) token scores -> (H, W) evidence in [0, 1] on the canvas: denoise each token grid,
-    paint it as attention per original pixel, sum the grids, blur, normalise. Tokens without a cell (CLS,
-    image_newline) take no part. Painting and blurring are linear, so the blur acts on the painting
-    operators: B_H (R V C.T) B_W.T = (B_H R) V (B_W C).T, small matrices instead of a dense canvas blur."""
-    operators = paint_operators(geometry)
-    height, width = operators[0][0].shape[0], operators[0][1].shape[0]
-    blur_rows = blur_matrix(height, sigma_pixels(sigma, height, width))
-    blur_cols = blur_matrix(width, sigma_pixels(sigma, height, width))
-    canvas = np.zeros((height, width))
-    for index, (rows, cols, per_pixel) in enumerate(operators):
-        grid = denoise(np.nan_to_num(geometry.to_grid(scores, index), nan=0.0), lam)
-        canvas += (blur_rows @ rows) @ (grid * per_pixel) @ (blur_cols @ cols).T
+    paint it (each canvas pixel takes the cell its centre lies in) as attention per original pixel of the
+    cell, sum the grids, blur, normalise. Tokens without a cell (CLS, image_newline) take no part. Painting
+    and blurring are linear, so the blur acts on the painting of each axis: B_H (P_H V P_W.T) B_W.T =
+    (B_H P_H) V (B_W P_W).T, thin matrices instead of a dense canvas blur."""
+    x, y = _canvas_centres(geometry)
+    sigma_px = sigma_pixels(sigma, len(y), len(x))
+    canvas = np.zeros((len(y), len(x)))
+    for index, grid in enumerate(geometry.grids):
+        view = geometry.views[grid.view]
+        cols, rows = _cell_indices(geometry, grid, x, y)
+        values = denoise(np.nan_to_num(geometry.to_grid(scores, index), nan=0.0), lam)
+        per_pixel = view.scale[0] * view.scale[1] / grid.cell ** 2   # 1 / the cell's area in original pixels
+        canvas += blurred_painting(len(y), sigma_px, rows, grid.rows) @ (values * per_pixel) @ \
+            blurred_painting(len(x), sigma_px, cols, grid.cols).T
     return normalise(canvas)
 
 

@@ -55,8 +55,8 @@ def rgb_views(vlm, pixels, inputs, geometry) -> list[torch.Tensor]:
     summed there, hence the division)."""
     scale = RGBScale.of(vlm.processor.image_processor)
     copies = getattr(vlm.processor.image_processor, "temporal_patch_size", 1) if "qwen" in vlm.family else 1
-    return [view.float() / copies * scale.std.view(-1, 1, 1) + scale.mean.view(-1, 1, 1)
-            for view in pixel_views(vlm, pixels, 0, geometry, inputs)]
+    std, mean = torch.tensor(scale.std).view(-1, 1, 1), torch.tensor(scale.mean).view(-1, 1, 1)
+    return [view.float() / copies * std + mean for view in pixel_views(vlm, pixels, 0, geometry, inputs)]
 
 
 def centres_in(box, size) -> np.ndarray:

@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from methods.vea_maps import (blur_matrix, denoise, evidence_map, highlight_factor, normalise, paint_operators,
+from methods.vea_maps import (blur_matrix, blurred_painting, denoise, evidence_map, highlight_factor, normalise,
                               reflect_index, render_view, sigma_pixels, view_factors)
 from model_zoo.geometry_types import Grid, ImageGeometry, View, grid_tokens
 
@@ -86,9 +86,10 @@ def test_evidence_map_is_denoise_paint_blur_normalise():
     blurred = reference_blur(painted, 2.0)
     expected = (blurred - blurred.min()) / (blurred.max() - blurred.min())
     np.testing.assert_allclose(evidence_map(GRID.ravel(), geometry, 10.0, sigma), expected, atol=1e-12)
-    # painting as attention per original pixel of the cell (4 x 4 = 16 here) only rescales one grid's map
-    [(rows, cols, per_pixel)] = paint_operators(geometry)
-    np.testing.assert_allclose(rows @ denoised @ cols.T * per_pixel, painted / 16.0)
+    # a painted axis blurred: the blur matrix summed over each cell's pixels (cells as runs, -1 outside)
+    index = np.array([-1, 0, 0, 1, 1, 1, 3, -1])
+    one_hot = (index[:, None] == np.arange(4)[None, :]).astype(float)
+    np.testing.assert_allclose(blurred_painting(8, 1.5, index, 4), blur_matrix(8, 1.5) @ one_hot, atol=1e-15)
 
 
 def test_factors_render_into_a_view_through_original_coordinates():
