@@ -1,41 +1,49 @@
-"""Cost of VEA side by side with the baseline, on CPU.
+"""Cost of VEA side by side with the baseline, on the engine benchmark's tiny LLaVA-1.5- and Qwen2-VL-shaped models.
 
-    python -m bench.bench_vea                      # both shapes, 5 repetitions
-    python -m bench.bench_vea --shapes llava --reps 3
+    python -m bench.bench_vea                      # both shapes, 11 round-robin repetitions (~4 minutes)
+    python -m bench.bench_vea --shapes llava --reps 5
+    python -m bench.bench_vea --clock wall --threads 2    # as bench.bench_engine, on a quiet machine
 
-The models, batch and round-robin timing of `bench.bench_engine` (one call of each workload per repetition,
-after warm-up, so load drifts hit all alike; repetitions during which other processes used more than
-`--max-external` cores are dropped while possible). Every workload answers the same prepared batch with a
-2-token answer (`bench.workload.ANSWER_TOKENS`); VEA also prepares the hinted prompt itself (part of its cost).
+Same models, batch (1) and answer length (2 tokens) as `bench.bench_engine`; every workload once per
+repetition, round-robin, after warm-up, so load drifts hit all of them alike. On a shared machine wall times
+mean little, so `--clock cpu` (the default) measures this process's CPU time with one thread (torch and
+OpenBLAS): the work done, nearly independent of what else runs (the table still reports the load).
+Every workload answers the same prepared batch; VEA also prepares its hinted prompt (part of its cost).
 
 Cost model (V vision tower, P prompt forward, D one decode step, T answer tokens, R the capture's
-recomputed last-prompt rows, M the evidence maps and the highlight, Q the processor on the hinted prompt):
-baseline V + P + (T-1) D; VEA (V + P + R) [attribution: one greedy step with capture] + M + Q + V + P' +
-(T-1) D [answer], P' the prompt with the hint's ~20 tokens more. So VEA / baseline ~ 2 + (R + M + Q) /
-baseline: the second pass is unavoidable (the image changes), the rest is what the implementation adds.
-The attribution layers are given (the tiny 4-layer LM has no published set; profiling is a one-off per
-model and not part of the per-sample cost).
+recomputed last-prompt rows, M the evidence maps and the highlight, Q the tokenisation of the hinted
+prompt): baseline V + P + (T-1) D; VEA (V + P + R) [attribution: one greedy step with capture] + M + Q +
+V + P' + (T-1) D [answer], P' the prompt with the hint's ~20 tokens more. So VEA / baseline ~ 2 + (R + M +
+Q + P' - P) / baseline: the second pass is unavoidable (the image changes), the rest is what VEA adds.
+The attribution layer is given (the tiny 4-layer LM has no published set; profiling is a one-off per model,
+not part of the per-sample cost).
 """
 from __future__ import annotations
 
-import statistics
-from functools import lru_cache
+import os
 
-import torch
+# One OpenBLAS thread, set before numpy loads: idle BLAS threads spin, which a CPU clock would count as work.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from bench.bench_engine import contention, load, shape_line, time_round_robin
-from bench.workload import ANSWER_TOKENS, SHAPES, WORKLOADS, Workload, batch_images, batch_inputs, build_vlm
-from common.cli import OneLineParser
-from methods.vea import VEA
+import statistics  # noqa: E402
+import time  # noqa: E402
+from functools import lru_cache  # noqa: E402
 
-TIMED = ("baseline", "vea", "vea_no_hint", "vea_attribution")
+import torch  # noqa: E402
+
+from bench.bench_engine import busy_cpu_seconds, load, shape_line  # noqa: E402
+from bench.workload import ANSWER_TOKENS, SHAPES, WORKLOADS, Workload, batch_images, batch_inputs, build_vlm  # noqa: E402
+from common.cli import OneLineParser  # noqa: E402
+from methods.vea import VEA  # noqa: E402
+
+LAYERS = "2"  # one layer of four: ceil(0.1 L), as profiling would keep
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 # (label, numerator, denominator, target)
 RATIOS = (
     ("VEA (defaults: alpha 0.5, sigma 0.5, lambda 10, hint) / baseline", "vea", "baseline", "<= 2.2"),
-    ("VEA without the hint (no second preparation) / baseline", "vea_no_hint", "baseline", ""),
+    ("VEA without the hint / baseline", "vea_no_hint", "baseline", ""),
     ("attribution pass alone (one greedy step with capture) / baseline", "vea_attribution", "baseline", ""),
 )
-LAYERS = "2"  # one layer of four: ceil(0.1 L), as profiling would keep
 
 
 @lru_cache(maxsize=None)
@@ -58,12 +66,29 @@ def _attribution(vlm, inputs):
     return capture(vlm, inputs, image_sizes=[image.size for image in images], max_new_tokens=1)
 
 
-# time_round_robin looks workloads up by name in bench.workload.WORKLOADS.
-WORKLOADS.update({w.name: w for w in (
+TIMED = {w.name: w for w in (
+    WORKLOADS["baseline"],
     Workload("vea", _vea(VEA(layers=LAYERS))),
     Workload("vea_no_hint", _vea(VEA(layers=LAYERS, hint=False))),
     Workload("vea_attribution", _attribution),
-)})
+)}
+
+
+def time_round_robin(vlm, inputs, reps: int, warmup: int, clock) -> tuple[dict[str, list[float]], float]:
+    """Seconds per call of each workload over `reps` round-robin repetitions, and the cores other processes
+    used meanwhile (from /proc/stat)."""
+    for _ in range(warmup):
+        for workload in TIMED.values():
+            workload.run(vlm, inputs)
+    times: dict[str, list[float]] = {name: [] for name in TIMED}
+    wall, own, busy = time.perf_counter(), time.process_time(), busy_cpu_seconds()
+    for _ in range(reps):
+        for name, workload in TIMED.items():
+            start = clock()
+            workload.run(vlm, inputs)
+            times[name].append(clock() - start)
+    external = (busy_cpu_seconds() - busy - (time.process_time() - own)) / (time.perf_counter() - wall)
+    return times, max(0.0, external)
 
 
 def ratio_table(times: dict[str, list[float]]) -> str:
@@ -82,23 +107,22 @@ def ratio_table(times: dict[str, list[float]]) -> str:
 def main(argv=None) -> None:
     parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
-    parser.add_argument("--reps", type=int, default=5, help="timed round-robin repetitions")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--max-external", type=float, default=0.25,
-                        help="count a repetition only if other processes used at most this many cores meanwhile")
+    parser.add_argument("--reps", type=int, default=11, help="timed round-robin repetitions")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
+                        help="cpu: this process's CPU time (robust on a shared machine); wall: elapsed time")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for cpu, 2 for wall)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or (1 if args.clock == "cpu" else 2))
     for shape in args.shapes.split(","):
         before = load()
         vlm = build_vlm(shape)
-        inputs = batch_inputs(vlm, shape, args.batch)
+        inputs = batch_inputs(vlm, shape, 1)
         print(f"\n## {shape_line(shape, vlm, inputs)}\n")
-        timings = time_round_robin(vlm, inputs, TIMED, args.reps, args.warmup, args.max_external)
-        print(f"batch {args.batch}, round-robin after {args.warmup} warm-up repetitions; {contention(timings)}; "
-              f"1-min load average {before:.2f} before, {load():.2f} after\n\n{ratio_table(timings.times)}\n",
-              flush=True)
+        times, external = time_round_robin(vlm, inputs, args.reps, args.warmup, CLOCKS[args.clock])
+        print(f"batch 1, {args.clock} time, {args.reps} round-robin repetitions after {args.warmup} warm-up ones; "
+              f"other processes used {external:.2f} cores meanwhile; 1-min load average {before:.2f} before, "
+              f"{load():.2f} after\n\n{ratio_table(times)}\n", flush=True)
 
 
 if __name__ == "__main__":

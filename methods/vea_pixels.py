@@ -3,9 +3,8 @@
     pixels = highlighted_pixels(vlm, inputs, geometries, factors)   # a new pixel_values tensor
 
 The image the model sees is the processor's output, so the highlight acts on it directly: each view's
-normalised pixels are taken back to RGB (x * std + mean, the inverse of the processor's rescale and
-normalise), multiplied by that view's factor map (`methods.vea_maps.view_factors`), clipped to the RGB
-range and normalised again. This is the official order (highlight the rendered model input, after the
+normalised pixels are taken back to RGB (x * std + mean, the inverse of the processor's normalisation),
+multiplied by that view's factor map (`methods.vea_maps.view_factors`) and normalised again. This is the official order (highlight the rendered model input, after the
 model's resize and crop, so it is pixel-aligned with the token grid) without a round trip through a uint8
 image: the official code truncates the highlighted image to integers before the processor sees it again;
 here the values stay exact (a difference below one grey level).
@@ -39,26 +38,25 @@ class RGBScale:
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    top: float           # the largest value of rescaled RGB (1.0 after rescaling by 1/255)
 
     @classmethod
     def of(cls, image_processor) -> "RGBScale":
         normalise = getattr(image_processor, "do_normalize", True)
         mean = image_processor.image_mean if normalise else (0.0, 0.0, 0.0)
         std = image_processor.image_std if normalise else (1.0, 1.0, 1.0)
-        rescale = image_processor.rescale_factor if getattr(image_processor, "do_rescale", True) else 1.0
-        return cls(tuple(mean), tuple(std), 255.0 * rescale)
+        return cls(tuple(mean), tuple(std))
 
     def brighten_(self, view: torch.Tensor, factor: torch.Tensor, channel: int) -> None:
         """Multiply `view` (normalised pixels, channels on axis `channel`) by `factor` (broadcastable to it) in
-        RGB, clipped to the RGB range; in place, one pass per operation and no copy."""
+        RGB, in place. In normalised units ((rgb f - mean) / std with rgb = x std + mean) that is
+        x f + (mean / std)(f - 1): two passes over the pixels. Eq. 4's clip to the RGB range never binds: the
+        factor lies in [alpha, 1], so a pixel in range stays in range."""
         import torch
 
         shape = [1] * view.dim()
         shape[channel] = -1
-        mean = torch.tensor(self.mean, dtype=view.dtype, device=view.device).view(shape)
-        std = torch.tensor(self.std, dtype=view.dtype, device=view.device).view(shape)
-        view.mul_(std).add_(mean).mul_(factor).clamp_(0.0, self.top).sub_(mean).div_(std)
+        offset = torch.tensor([m / s for m, s in zip(self.mean, self.std)], dtype=view.dtype, device=view.device)
+        view.mul_(factor).addcmul_(factor - 1.0, offset.view(shape))
 
 
 def highlighted_pixels(vlm, inputs, geometries: Sequence[ImageGeometry],
