@@ -32,7 +32,8 @@ from functools import lru_cache  # noqa: E402
 import torch  # noqa: E402
 
 from bench.bench_engine import busy_cpu_seconds, load, shape_line  # noqa: E402
-from bench.workload import ANSWER_TOKENS, SHAPES, WORKLOADS, Workload, batch_images, batch_inputs, build_vlm  # noqa: E402
+from bench.workload import (ANSWER_TOKENS, SHAPES, WORKLOADS, Workload, batch_images, batch_inputs,  # noqa: E402
+                            build_vlm)
 from common.cli import OneLineParser  # noqa: E402
 from methods.vea import VEA  # noqa: E402
 

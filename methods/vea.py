@@ -23,7 +23,7 @@ differing only in alpha share the evidence map.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -125,9 +125,11 @@ class VEA:
                    values["vea_layers"], ProfileSource(values["vea_profile"], values["vea_boxes"], values["vea_root"]))
 
     def to_dict(self) -> dict:
+        """The settings under their hyper-parameter names (as config.json records them)."""
         return {"method": "vea", "vea_alpha": self.alpha, "vea_sigma": self.sigma,
                 "vea_lambda": "off" if self.lam is None else self.lam, "vea_hint": self.hint,
-                "vea_layers": self.layers, **{f"vea_{k}": v for k, v in asdict(self.profile).items() if k != "samples"}}
+                "vea_layers": self.layers, "vea_profile": self.profile.dataset, "vea_boxes": self.profile.boxes,
+                "vea_root": self.profile.root}
 
     def run(self, vlm, images, questions: Sequence[str], *, max_new_tokens: int = 10,
             inputs=None) -> list[VEAAnswer]:
@@ -162,7 +164,9 @@ def answer_batch(vlm, images, plain_prompts, hinted_prompts, settings: Sequence[
     layers = {s: resolve_layers(vlm, s.layers, s.profile) for s in settings}
     attribution = capture(vlm, inputs, image_sizes=[image.size for image in images], max_new_tokens=1)
     confidence = attribution.generation.confidence.float().cpu().tolist()
-    hinted = hinted_inputs(vlm, inputs, images, plain_prompts, hinted_prompts) if any(s.hint for s in settings) else None
+    hinted = None
+    if any(setting.hint for setting in settings):
+        hinted = hinted_inputs(vlm, inputs, images, plain_prompts, hinted_prompts)
     maps = EvidenceMaps(attribution.samples)
     answers = {}
     for setting in settings:
@@ -244,16 +248,18 @@ class VEAStrategy(Strategy):
 
 
 def _smallest_intervention(values: dict) -> tuple:
-    """The least dimming first (highest alpha), then without the hint, then the widest blur, then lambda."""
+    """The least dimming first (highest alpha), then without the hint, then the gentlest map: the widest blur
+    and the least denoising (the largest lambda; off before any number)."""
     lam = values["vea_lambda"]
     return (round(1.0 - values["vea_alpha"], 9), values["vea_hint"], -values["vea_sigma"],
-            float("inf") if lam == "off" else lam, values["vea_layers"])
+            -(float("inf") if lam == "off" else lam), values["vea_layers"])
 
 
 VEA_METHOD = register(Method(
     name="vea", title="+VEA", paper="Liu et al. 2025, Seeing but Not Believing (ICLR 2026)",
     description="dim the image where the model's evidence-grounding layers do not attend, then answer with a hint",
     hyperparameters=(VEA_ALPHA, VEA_SIGMA, VEA_LAMBDA, VEA_HINT, VEA_LAYERS, VEA_PROFILE, VEA_BOXES, VEA_ROOT),
-    strategy=VEAStrategy(), record_fields=("confidence", "vea_confidence", "vea_layers", "vea_layer_source", "vea_hint"),
+    strategy=VEAStrategy(),
+    record_fields=("confidence", "vea_confidence", "vea_layers", "vea_layer_source", "vea_hint"),
     preference=_smallest_intervention, preference_rule="the highest alpha, then without the hint, then the larger "
-    "sigma, then the larger lambda", plot_x="vea_alpha", rank=80))
+    "sigma, then the larger lambda (off first)", plot_x="vea_alpha", rank=80))

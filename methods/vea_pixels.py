@@ -4,10 +4,11 @@
 
 The image the model sees is the processor's output, so the highlight acts on it directly: each view's
 normalised pixels are taken back to RGB (x * std + mean, the inverse of the processor's normalisation),
-multiplied by that view's factor map (`methods.vea_maps.view_factors`) and normalised again. This is the official order (highlight the rendered model input, after the
-model's resize and crop, so it is pixel-aligned with the token grid) without a round trip through a uint8
-image: the official code truncates the highlighted image to integers before the processor sees it again;
-here the values stay exact (a difference below one grey level).
+multiplied by that view's factor map (`methods.vea_maps.view_factors`) and normalised again. This is the
+official order (highlight the rendered model input, after the model's resize and crop, so it is
+pixel-aligned with the token grid) without a round trip through a uint8 image: the official code
+truncates the highlighted image to integers before the processor sees it again; here the values stay
+exact (a difference below one grey level).
 
 Per family, a view lives in `pixel_values` as follows (the layouts `model_zoo.geometry` reads):
 * llava: pixel_values[row] is the single (C, H, W) view (the resized, center-cropped image);

@@ -115,7 +115,8 @@ def sample_aurocs(head_mean: np.ndarray, geometry: ImageGeometry, boxes, size) -
     return np.array([auroc(layer[has_cell], labels) for layer in head_mean])
 
 
-def profile_layers(vlm, samples, box_source, limit: int = PROFILE_SAMPLES, batch_size: int = PROFILE_BATCH) -> LayerProfile:
+def profile_layers(vlm, samples, box_source, limit: int = PROFILE_SAMPLES,
+                   batch_size: int = PROFILE_BATCH) -> LayerProfile:
     """Profile `vlm` on the first `limit` usable `samples` (Samples with question and image), boxes from
     `box_source` (dataset_zoo.boxes)."""
     from intervention.capture import capture

@@ -42,7 +42,8 @@ def test_neutral_setting_equals_the_baseline_token_for_token(tiny_vlm):
     base, neutral = Configuration.of("base"), vea(vea_alpha=1.0, vea_hint=False)
     found = answer(tiny_vlm, [base, neutral], max_new_tokens=6)
     assert texts(found[neutral]) == texts(found[base])
-    assert [a.fields["confidence"] for a in found[neutral]] == pytest.approx([a.fields["confidence"] for a in found[base]])
+    confidences = [[a.fields["confidence"] for a in found[config]] for config in (neutral, base)]
+    assert confidences[0] == pytest.approx(confidences[1])
     # the hint alone (the paper's "inst" ablation) is the model on the hinted prompt
     samples, images, _ = batch(tiny_vlm)
     hinted = tiny_vlm.prepare(images, [hinted_prompt(tiny_vlm, s) for s in samples])
@@ -124,7 +125,8 @@ def test_a_grid_in_one_call_equals_separate_runs(tiny_vlm):
         alone = answer(tiny_vlm, [config])[config]
         assert [a.text for a in alone] == [a.text for a in together[config]]
         assert [a.fields for a in alone] == [a.fields for a in together[config]]
-    assert together[grid[-1]][0].fields["vea_layers"] == [1] and together[grid[0]][0].fields["vea_layer_source"] == "all"
+    assert together[grid[-1]][0].fields["vea_layers"] == [1]
+    assert together[grid[0]][0].fields["vea_layer_source"] == "all"
 
 
 def test_python_api_runs_and_records(tiny_vlm):
@@ -147,7 +149,8 @@ def test_hint_goes_before_the_question_and_into_verbatim_prompts(tiny_factory):
     from model_zoo.vlm import VLM
 
     vlm = VLM.from_loaded(*tiny_factory("llava"), prompt_format="paper")
-    sample = SimpleNamespace(id="x", question="Where is the mug?", paper_prompt="<image>\nUSER:  Where is it?\nASSISTANT:")
+    verbatim = "<image>\nUSER:  Where is it?\nASSISTANT:"
+    sample = SimpleNamespace(id="x", question="Where is the mug?", paper_prompt=verbatim)
     assert hinted_prompt(vlm, sample) == f"<image>\nUSER:  {HINT} Where is it?\nASSISTANT:"
     plain = SimpleNamespace(id="y", question="Where is the mug?", paper_prompt=None)
     assert hinted_prompt(vlm, plain) == vlm.build_prompt(f"{HINT} Where is the mug?")

@@ -68,7 +68,8 @@ def constructed_capture(real_capture, box_source, samples):
 def test_profiling_picks_the_layers_whose_attention_lies_on_the_boxes(tiny_factory, monkeypatch):
     vlm = VLM.from_loaded(*tiny_factory("llava", image_size=84))          # a 6 x 6 token grid
     samples, boxes = samples_and_boxes()
-    monkeypatch.setattr(intervention.capture, "capture", constructed_capture(intervention.capture.capture, boxes, samples))
+    fake = constructed_capture(intervention.capture.capture, boxes, samples)
+    monkeypatch.setattr(intervention.capture, "capture", fake)
     profile = profile_layers(vlm, samples, boxes, batch_size=2)
     assert profile.layers == GROUNDING and profile.n_samples == 3       # s3 (all evidence) and s4 (none) skipped
     assert all(profile.layer_auroc[i] == 1.0 for i in GROUNDING)
