@@ -12,7 +12,7 @@ Every workload answers the same prepared batch; VEA also prepares its hinted pro
 
 Cost model (V vision tower, P prompt forward, D one decode step, T answer tokens, R the capture's
 recomputed last-prompt rows, M the evidence maps and the highlight, Q the tokenisation of the hinted
-prompt): baseline V + P + (T-1) D; VEA (V + P + R) [attribution: one greedy step with capture] + M + Q +
+prompt): baseline V + P + (T-1) D; VEA (V + P + R) [attribution: one prompt forward with capture] + M + Q +
 V + P' + (T-1) D [answer], P' the prompt with the hint's ~20 tokens more. So VEA / baseline ~ 2 + (R + M +
 Q + P' - P) / baseline: the second pass is unavoidable (the image changes), the rest is what VEA adds.
 The attribution layer is given (the tiny 4-layer LM has no published set; profiling is a one-off per model,
@@ -36,6 +36,7 @@ from bench.workload import (ANSWER_TOKENS, SHAPES, WORKLOADS, Workload, batch_im
                             build_vlm)
 from common.cli import OneLineParser  # noqa: E402
 from methods.vea import VEA  # noqa: E402
+from methods.vea_profile import attribute  # noqa: E402
 
 LAYERS = "2"  # one layer of four: ceil(0.1 L), as profiling would keep
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
@@ -43,7 +44,7 @@ CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 RATIOS = (
     ("VEA (defaults: alpha 0.5, sigma 0.5, lambda 10, hint) / baseline", "vea", "baseline", "<= 2.2"),
     ("VEA without the hint / baseline", "vea_no_hint", "baseline", ""),
-    ("attribution pass alone (one greedy step with capture) / baseline", "vea_attribution", "baseline", ""),
+    ("attribution pass alone (one prompt forward with capture) / baseline", "vea_attribution", "baseline", ""),
 )
 
 
@@ -61,10 +62,7 @@ def _vea(setting: VEA):
 
 
 def _attribution(vlm, inputs):
-    from intervention.capture import capture
-
-    images, _ = _batch(vlm.family, inputs["input_ids"].shape[0])
-    return capture(vlm, inputs, image_sizes=[image.size for image in images], max_new_tokens=1)
+    return attribute(vlm, inputs, _batch(vlm.family, inputs["input_ids"].shape[0])[0])
 
 
 TIMED = {w.name: w for w in (

@@ -7,7 +7,7 @@ model already looks for evidence, dim the rest of the image, and ask again with 
     answers[0].text, answers[0].layers, answers[0].layer_source, answers[0].confidence
 
 Per batch (the paper's steps B-E; A, the layer profile, once per model: `methods.vea_profile`):
-  B. attribution: one greedy step of the plain prompt with attention capture (`intervention.capture`); a
+  B. attribution: one forward of the plain prompt with attention capture (`intervention.capture`); a
      token's score e is the last prompt token's post-softmax attention to it, averaged over heads and over
      the attribution layers (Eq. 1);
   C-D. the evidence map: denoise (Eq. 2, lambda) on the token grid, paint on the model-input canvas, Gaussian
@@ -32,7 +32,7 @@ from common.errors import ToolkitError
 from methods.registry import Answer, Configuration, Hyperparameter, Method, Strategy, register
 from methods.vea_maps import evidence_map, view_factors
 from methods.vea_pixels import highlighted_pixels
-from methods.vea_profile import ProfileSource, check_layer_spec, resolve_layers
+from methods.vea_profile import ProfileSource, attribute, check_layer_spec, resolve_layers
 
 # The official VEA prompt's hint (Liu et al. 2025, appendix; official vea/config.py), placed before the
 # question as there ("... {hint} Question: {question}").
@@ -158,16 +158,15 @@ def hinted_prompt(vlm, sample) -> str:
 def answer_batch(vlm, images, plain_prompts, hinted_prompts, settings: Sequence[VEA], max_new_tokens: int,
                  inputs=None) -> dict:
     """{VEA setting: [VEAAnswer per row]} for one batch: one attribution pass, one answer pass per setting."""
-    from intervention.capture import capture, generate_at  # torch: imported when a batch is answered
+    from intervention.capture import generate_at  # torch: imported when a batch is answered
 
     inputs = vlm.prepare(images, plain_prompts) if inputs is None else inputs
     layers = {s: resolve_layers(vlm, s.layers, s.profile) for s in settings}
-    attribution = capture(vlm, inputs, image_sizes=[image.size for image in images], max_new_tokens=1)
-    confidence = attribution.generation.confidence.float().cpu().tolist()
+    captured, confidence = attribute(vlm, inputs, images)
     hinted = None
     if any(setting.hint for setting in settings):
         hinted = hinted_inputs(vlm, inputs, images, plain_prompts, hinted_prompts)
-    maps = EvidenceMaps(attribution.samples)
+    maps = EvidenceMaps(captured)
     answers = {}
     for setting in settings:
         chosen, how = layers[setting]

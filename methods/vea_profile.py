@@ -1,7 +1,9 @@
-"""VEA's attribution layers (Liu et al. 2025, step A): the published sets, or profiling by AUROC.
+"""VEA's attribution layers (Liu et al. 2025, step A): the published sets, or profiling by AUROC; and the
+attention pass both profiling and attribution (step B) read.
 
     layers, source = resolve_layers(vlm, "auto", ProfileSource())   # published set, else profiled (cached)
     profile = profile_layers(vlm, samples, box_source)               # LayerProfile: layers, per-layer AUROC
+    captured, confidence = attribute(vlm, inputs, images)            # last prompt row, every layer and head
 
 Profiling (the paper's step A): for each diagnostic sample, the last prompt token's head-mean attention
 over the image tokens in every layer is scored with AUROC against binary token labels (a token is evidence
@@ -115,19 +117,37 @@ def sample_aurocs(head_mean: np.ndarray, geometry: ImageGeometry, boxes, size) -
     return np.array([auroc(layer[has_cell], labels) for layer in head_mean])
 
 
+def attribute(vlm, inputs, images) -> tuple[list, list[float]]:
+    """The attention pass of profiling and attribution: one forward of the prompt with attention capture,
+    logits of the last position only (generate's first step without its machinery: explicit position ids
+    as generate builds them, no cache). Returns each row's `CapturedAttention` (image geometry attached)
+    and first-token confidence."""
+    import torch
+
+    from intervention.capture import capture_attention
+    from intervention.prefix import prompt_position_ids
+    from model_zoo.geometry import image_geometries
+
+    positions = prompt_position_ids(vlm, inputs, inputs["attention_mask"])
+    with capture_attention(vlm) as capture, torch.inference_mode():
+        logits = vlm.model(**inputs, position_ids=positions, logits_to_keep=1, use_cache=False).logits[:, -1]
+    for sample, geometry in zip(capture.samples, image_geometries(vlm, inputs, [image.size for image in images])):
+        sample.geometry = geometry
+    confidence = torch.softmax(logits.float(), dim=-1).max(dim=-1).values
+    return capture.samples, confidence.cpu().tolist()
+
+
 def profile_layers(vlm, samples, box_source, limit: int = PROFILE_SAMPLES,
                    batch_size: int = PROFILE_BATCH) -> LayerProfile:
     """Profile `vlm` on the first `limit` usable `samples` (Samples with question and image), boxes from
     `box_source` (dataset_zoo.boxes)."""
-    from intervention.capture import capture
-
     per_sample: list[np.ndarray] = []
     for start in range(0, len(samples), batch_size):
         batch = samples[start:start + batch_size]
         images = [sample.image for sample in batch]
         prompts = [vlm.build_prompt(sample.question, sample.paper_prompt) for sample in batch]
-        result = capture(vlm, vlm.prepare(images, prompts), image_sizes=[image.size for image in images])
-        for sample, image, captured in zip(batch, images, result.samples):
+        captures, _ = attribute(vlm, vlm.prepare(images, prompts), images)
+        for sample, image, captured in zip(batch, images, captures):
             boxes = [named.box for named in box_source.boxes(sample, image)]
             scores = sample_aurocs(captured.rows[0].image.mean(axis=1), captured.geometry, boxes, image.size)
             if scores is not None:

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-import intervention.capture
 import methods.vea_profile as vea_profile
 from common.errors import ToolkitError
 from dataset_zoo.boxes import NamedBox
@@ -46,30 +45,29 @@ def samples_and_boxes():
     return samples, Boxes(boxes)
 
 
-def constructed_capture(real_capture, box_source, samples):
-    """The real capture (real geometry from the processor), its attention replaced: the GROUNDING layers put
-    their mass on the tokens whose cells overlap the boxes, the other layers are noise."""
+def constructed_attribution(real_attribute, box_source, samples):
+    """The real attention pass (real geometry from the processor), its attention replaced: the GROUNDING
+    layers put their mass on the tokens whose cells overlap the boxes, the other layers are noise."""
     by_size = {s.image.size: s for s in samples}
 
-    def fake(vlm, inputs, image_sizes, **kwargs):
-        result = real_capture(vlm, inputs, image_sizes=image_sizes, **kwargs)
+    def fake(vlm, inputs, images):
+        captures, confidence = real_attribute(vlm, inputs, images)
         rng = np.random.default_rng(0)
-        for captured, size in zip(result.samples, image_sizes):
-            sample = by_size[tuple(size)]
+        for captured, image in zip(captures, images):
+            sample = by_size[image.size]
             boxes = [b.box for b in box_source.boxes(sample, sample.image)]
-            inside = captured.geometry.coverage(vea_profile.box_mask(boxes, size)) > 0
+            inside = captured.geometry.coverage(vea_profile.box_mask(boxes, image.size)) > 0
             attention = rng.random((N_LAYERS, 2, captured.geometry.n_tokens))
             attention[list(GROUNDING)] += 5.0 * inside
             captured.rows[0].image = attention / attention.sum(-1, keepdims=True)
-        return result
+        return captures, confidence
     return fake
 
 
 def test_profiling_picks_the_layers_whose_attention_lies_on_the_boxes(tiny_factory, monkeypatch):
     vlm = VLM.from_loaded(*tiny_factory("llava", image_size=84))          # a 6 x 6 token grid
     samples, boxes = samples_and_boxes()
-    fake = constructed_capture(intervention.capture.capture, boxes, samples)
-    monkeypatch.setattr(intervention.capture, "capture", fake)
+    monkeypatch.setattr(vea_profile, "attribute", constructed_attribution(vea_profile.attribute, boxes, samples))
     profile = profile_layers(vlm, samples, boxes, batch_size=2)
     assert profile.layers == GROUNDING and profile.n_samples == 3       # s3 (all evidence) and s4 (none) skipped
     assert all(profile.layer_auroc[i] == 1.0 for i in GROUNDING)
