@@ -184,8 +184,11 @@ def cached_profile(vlm, source: ProfileSource) -> LayerProfile:
     """The layer profile of `vlm` on `source`, read from the cache or computed and written there."""
     path = _cache_path(vlm, source)
     if path.is_file():
-        data = json.loads(path.read_text())
-        return LayerProfile(tuple(data["layers"]), tuple(data["layer_auroc"]), data["n_samples"])
+        try:
+            data = json.loads(path.read_text())
+            return LayerProfile(tuple(data["layers"]), tuple(data["layer_auroc"]), data["n_samples"])
+        except (ValueError, KeyError, TypeError):
+            logger.warning("VEA: the cached layer profile %s is unreadable; profiling again", path)
     samples, box_source = _profiling_data(source)
     logger.info("VEA: profiling the attribution layers of %s on up to %d samples of %s (val split); cached in %s",
                 vlm.name, source.samples, source.dataset, path)
@@ -239,10 +242,11 @@ def _resolve(vlm, spec: str, source: ProfileSource) -> tuple[tuple[int, ...], st
     n_layers = int(vlm.model.config.get_text_config().num_hidden_layers)
     if spec == "all":
         return tuple(range(n_layers)), "all"
+    published = published_layers(vlm)
     if spec not in SPECS:
         layers, how = tuple(sorted({int(i) for i in spec.split("+")})), "given"
-    elif spec == "auto" and published_layers(vlm) is not None:
-        layers, how = published_layers(vlm), "published"
+    elif spec == "auto" and published is not None:
+        layers, how = published, "published"
     else:
         layers, how = cached_profile(vlm, source).layers, "profiled"
     outside = [layer for layer in layers if layer >= n_layers]

@@ -102,10 +102,12 @@ def test_cached_profile_is_written_once_per_model_and_source(tiny_factory, tmp_p
     assert cached_profile(first, source) == LayerProfile((1,), (0.4, 0.9), 7) and calls == ["first"]
     [written] = (tmp_path / "vea_profiles").iterdir()
     assert json.loads(written.read_text())["source"]["dataset"] == "Synthetic_Controlled_A"
+    written.write_text("{not json")                                   # a torn file is profiled again
+    assert cached_profile(first, source).layers == (1,) and calls == ["first", "first"]
     other_weights = VLM.from_loaded(*tiny_factory("llava", seed=1), name="first")
     cached_profile(other_weights, source)
     cached_profile(first, ProfileSource(root=str(tmp_path), samples=50))
-    assert len(calls) == 3 and len(list((tmp_path / "vea_profiles").iterdir())) == 3
+    assert len(calls) == 4 and len(list((tmp_path / "vea_profiles").iterdir())) == 3
 
 
 def test_published_sets_given_all_and_profile(tiny_factory, monkeypatch):
