@@ -2,7 +2,7 @@
 pixels of every view the model sees.
 
     grid = denoise(grid, lam=10.0)                  # Eq. 2 on a token grid (None: no denoising)
-    blurred = blur_matrix(h, s) @ canvas @ blur_matrix(w, s).T    # Eq. 3: separable Gaussian of s pixels
+    blurred = blurred_painting(h, s, rows, r) @ grid @ blurred_painting(w, s, cols, c).T   # Eq. 3, painted grid
     e = normalise(blurred)                          # min-max to [0, 1]
     factor = highlight_factor(e, alpha=0.5)         # Eq. 4: brightness factor alpha + (1 - alpha) e
     e = evidence_map(scores, geometry, lam=10.0, sigma=0.5)   # all of it from token scores, on the canvas
@@ -20,7 +20,6 @@ NeXT's views brighten the same part of the image.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Optional
 
 import numpy as np
@@ -55,32 +54,6 @@ def sigma_pixels(sigma: float, height: int, width: int) -> float:
     """The blur's standard deviation in pixels: sigma x the short side for sigma <= 1, else sigma pixels
     (the official convention; 0 disables the blur)."""
     return sigma * min(height, width) if sigma <= 1 else float(sigma)
-
-
-@lru_cache(maxsize=16)
-def blur_matrix(n: int, sigma_px: float) -> np.ndarray:
-    """(n, n) one axis of a separable Gaussian of `sigma_px` pixels: output i = sum_k w_k x[reflect(i + k)],
-    edges mirrored as scipy's 'reflect' mode (d c b a | a b c d | d c b a, repeated when the kernel is wider
-    than the canvas), w truncated at `TRUNCATE` sigma and normalised; the identity for sigma 0. Cached: a
-    model's canvases come in few sizes. Read-only."""
-    if sigma_px <= 0:
-        matrix = np.eye(n)
-    else:
-        radius = int(TRUNCATE * sigma_px + 0.5)
-        offsets = np.arange(-radius, radius + 1)
-        weights = np.exp(-0.5 * (offsets / sigma_px) ** 2)
-        weights /= weights.sum()
-        sources = reflect_index(np.arange(n)[:, None] + offsets[None, :], n)
-        flat = (np.arange(n)[:, None] * n + sources).ravel()
-        matrix = np.bincount(flat, np.broadcast_to(weights, sources.shape).ravel(), minlength=n * n).reshape(n, n)
-    matrix.setflags(write=False)
-    return matrix
-
-
-def reflect_index(index: np.ndarray, n: int) -> np.ndarray:
-    """Indices outside [0, n) mirrored about the edges, the edge pixel repeated (period 2n)."""
-    folded = np.mod(index, 2 * n)
-    return np.where(folded < n, folded, 2 * n - 1 - folded)
 
 
 def normalise(canvas: np.ndarray) -> np.ndarray:
@@ -119,28 +92,42 @@ def _cell_indices(geometry: ImageGeometry, grid: Grid, x: np.ndarray, y: np.ndar
 
 
 def blurred_painting(n: int, sigma_px: float, index: np.ndarray, cells: int) -> np.ndarray:
-    """(n, cells): blur_matrix(n, sigma_px) @ P, P the (n, cells) painting of a grid axis (P[j, c] = 1 where
-    canvas pixel j lies in cell c, `index[j]`; -1 outside the grid). A cell's pixels are one contiguous run
-    (the cells follow the canvas monotonically), so its column is a difference of running sums."""
-    running = _running_sums(n, sigma_px)
+    """(n, cells): one canvas axis of a painted grid, blurred. Column c is the 1-D Gaussian blur of the
+    indicator of cell c's pixels (`index[j]`: the cell of canvas pixel j, -1 outside the grid), so the
+    painted and blurred canvas is blurred_painting(H) @ values @ blurred_painting(W).T (Eq. 3 is separable).
+
+    The blur is scipy's `gaussian_filter` (the official code's): the Gaussian sampled at integer offsets,
+    truncated at `TRUNCATE` sigma, normalised; edges mirrored as its 'reflect' mode (d c b a | a b c d |
+    d c b a, repeated when the kernel is wider than the canvas: pixel p reads j where p = j or p = 2n-1-j
+    modulo 2n). A cell's pixels form one run [start, end) (cells follow the canvas monotonically), so each
+    entry is a few differences of the kernel's running sum, one per mirrored copy of the run in reach: no
+    n x n matrix, whatever the canvas size. sigma 0: the plain painting."""
     ordered = np.where(index >= 0, index, np.where(np.arange(n) < np.argmax(index >= 0), -1, cells))
-    targets = np.arange(cells)
-    return running[:, np.searchsorted(ordered, targets, side="right")] - \
-        running[:, np.searchsorted(ordered, targets, side="left")]
+    starts = np.searchsorted(ordered, np.arange(cells), side="left")[None, :]
+    ends = np.searchsorted(ordered, np.arange(cells), side="right")[None, :]
+    pixel = np.arange(n)[:, None]
+    if sigma_px <= 0:
+        return ((pixel >= starts) & (pixel < ends)).astype(np.float64)
+    radius = int(TRUNCATE * sigma_px + 0.5)
+    weights = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_px) ** 2)
+    running = np.concatenate([[0.0], np.cumsum(weights / weights.sum())])
 
+    def mass(low, high):  # kernel weight on offsets [low, high)
+        return running[np.clip(high + radius, 0, 2 * radius + 1)] - running[np.clip(low + radius, 0, 2 * radius + 1)]
 
-@lru_cache(maxsize=16)
-def _running_sums(n: int, sigma_px: float) -> np.ndarray:
-    """(n, n + 1): running sums of the blur matrix's columns, a leading zero column."""
-    return np.concatenate([np.zeros((n, 1)), np.cumsum(blur_matrix(n, sigma_px), axis=1)], axis=1)
+    blurred = np.zeros((n, cells))
+    for period in range(-(radius // (2 * n)) - 1, radius // (2 * n) + 2):
+        shift = 2 * n * period - pixel
+        blurred += mass(starts + shift, ends + shift) + mass(2 * n - ends + shift, 2 * n - starts + shift)
+    return blurred
 
 
 def evidence_map(scores: np.ndarray, geometry: ImageGeometry, lam: Optional[float], sigma: float) -> np.ndarray:
     """Steps C-D: (n_image,) token scores -> (H, W) evidence in [0, 1] on the canvas: denoise each token grid,
     paint it (each canvas pixel takes the cell its centre lies in) as attention per original pixel of the
     cell, sum the grids, blur, normalise. Tokens without a cell (CLS, image_newline) take no part. Painting
-    and blurring are linear, so the blur acts on the painting of each axis: B_H (P_H V P_W.T) B_W.T =
-    (B_H P_H) V (B_W P_W).T, thin matrices instead of a dense canvas blur."""
+    and blurring are separable and linear, so each axis is painted and blurred at once (`blurred_painting`)
+    and only the finished (H, W) map is dense."""
     x, y = _canvas_centres(geometry)
     sigma_px = sigma_pixels(sigma, len(y), len(x))
     canvas = np.zeros((len(y), len(x)))

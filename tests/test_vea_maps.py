@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from methods.vea_maps import (blur_matrix, blurred_painting, denoise, evidence_map, highlight_factor, normalise,
-                              reflect_index, render_view, sigma_pixels, view_factors)
+from methods.vea_maps import (blurred_painting, denoise, evidence_map, highlight_factor, normalise, render_view,
+                              sigma_pixels, view_factors)
 from model_zoo.geometry_types import Grid, ImageGeometry, View, grid_tokens
 
 GRID = np.array([[1, 1, 1, 1, 1],
@@ -44,19 +44,31 @@ def reference_blur(canvas: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
+def blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """The (n, n) blur of one axis: every pixel its own cell."""
+    return blurred_painting(n, sigma, np.arange(n), n)
+
+
 @pytest.mark.parametrize("sigma", [0.6, 1.0, 2.5])
 def test_blur_equals_a_direct_convolution_with_mirrored_edges(sigma):
     canvas = np.zeros((4, 6))
     canvas[0, 1], canvas[2, 5], canvas[3, 3] = 1.0, 3.0, 0.5
     blurred = blur_matrix(4, sigma) @ canvas @ blur_matrix(6, sigma).T
-    # sigma 2.5 reaches 10 pixels: wider than the canvas, the mirror repeats
+    # sigma 2.5 reaches 10 pixels: wider than the canvas (twice over), the mirror repeats
     np.testing.assert_allclose(blurred, reference_blur(canvas, sigma), rtol=1e-12, atol=1e-15)
     assert blurred.sum() == pytest.approx(canvas.sum())                   # mirrored edges lose no mass
     np.testing.assert_array_equal(blur_matrix(4, 0.0) @ canvas @ blur_matrix(6, 0.0).T, canvas)
 
 
-def test_reflect_and_sigma_conventions():
-    assert reflect_index(np.arange(-7, 10), 3).tolist() == [0, 0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0, 0, 1, 2, 2]
+def test_a_painted_axis_is_blurred_as_a_whole():
+    # cells as runs of pixels: -1 outside the grid, cell 2 covers no pixel
+    index = np.array([-1, 0, 0, 1, 1, 1, 3, -1])
+    one_hot = (index[:, None] == np.arange(4)[None, :]).astype(float)
+    for sigma in (0.0, 0.8, 1.5, 6.0):
+        np.testing.assert_allclose(blurred_painting(8, sigma, index, 4), blur_matrix(8, sigma) @ one_hot, atol=1e-15)
+
+
+def test_sigma_conventions():
     assert sigma_pixels(0.5, 336, 500) == 168.0          # relative to the short side
     assert sigma_pixels(1.0, 20, 30) == 20.0
     assert sigma_pixels(3.0, 20, 30) == 3.0              # > 1: pixels
@@ -86,10 +98,6 @@ def test_evidence_map_is_denoise_paint_blur_normalise():
     blurred = reference_blur(painted, 2.0)
     expected = (blurred - blurred.min()) / (blurred.max() - blurred.min())
     np.testing.assert_allclose(evidence_map(GRID.ravel(), geometry, 10.0, sigma), expected, atol=1e-12)
-    # a painted axis blurred: the blur matrix summed over each cell's pixels (cells as runs, -1 outside)
-    index = np.array([-1, 0, 0, 1, 1, 1, 3, -1])
-    one_hot = (index[:, None] == np.arange(4)[None, :]).astype(float)
-    np.testing.assert_allclose(blurred_painting(8, 1.5, index, 4), blur_matrix(8, 1.5) @ one_hot, atol=1e-15)
 
 
 def test_factors_render_into_a_view_through_original_coordinates():
