@@ -64,16 +64,21 @@ def build_vlm(shape: str, seed: int = 0) -> VLM:
     return VLM.from_loaded(model, processor)
 
 
-def batch_inputs(vlm: VLM, shape: str, batch_size: int):
-    """A left-padded batch: noise images of the shape's size and questions of different lengths."""
+def batch_images(shape: str, batch_size: int) -> tuple[list, list[str]]:
+    """The benchmark batch's noise images of the shape's size and its questions (of different lengths)."""
     from numpy.random import default_rng
     from PIL import Image
 
     width, height = SHAPES[shape]["image"]
     images = [Image.fromarray(default_rng(i).integers(0, 256, (height, width, 3), dtype="uint8"))
               for i in range(batch_size)]
-    prompts = [vlm.build_prompt(QUESTIONS[i % len(QUESTIONS)]) for i in range(batch_size)]
-    return vlm.prepare(images, prompts)
+    return images, [QUESTIONS[i % len(QUESTIONS)] for i in range(batch_size)]
+
+
+def batch_inputs(vlm: VLM, shape: str, batch_size: int):
+    """A left-padded batch of `batch_images`."""
+    images, questions = batch_images(shape, batch_size)
+    return vlm.prepare(images, [vlm.build_prompt(question) for question in questions])
 
 
 @dataclass(frozen=True)
