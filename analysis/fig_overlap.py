@@ -14,7 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from analysis.render import finish, line_plot
-from analysis.stats import auroc, image_map, layer_masses, overlap
+from analysis.stats import image_map, layer_masses, overlap
+from common.stats import auroc
 from common.errors import ToolkitError
 
 

@@ -23,7 +23,7 @@ Items (transformers 5.23 and 5.24 are tested; see requirements.txt):
 8. (behaviour, no name) `generate(logits_processor=[p])` calls `p` at every step on float32 logits, after
    the processors its generation config creates and before the sampling warpers, and an explicit value in
    a passed `GenerationConfig` (e.g. `repetition_penalty=1.0`) is not replaced by the checkpoint's default;
-   so with `repetition_penalty=1.0` the processor sees the raw logits (VCD, DoLa: `methods.decoding`).
+   so with `repetition_penalty=1.0` the processor sees the raw logits (VCD, DoLa: `methods.engines.decoding`).
 """
 from __future__ import annotations
 

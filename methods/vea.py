@@ -74,7 +74,7 @@ VEA_BOXES = Hyperparameter(
     "vea_boxes", str, "sidecar", "VEA: evidence boxes of the profiling samples: sidecar (the synthetic scenes' "
     "own) or a boxes JSON (schema in dataset_zoo/boxes.py)", grid=False)
 VEA_ROOT = Hyperparameter(
-    "vea_root", str, "data", "VEA: data root of the profiling dataset (give your --data-root); layer profiles "
+    "vea_root", str, "data", "VEA: data root of the profiling dataset (the same folder as the data root, usually); layer profiles "
     "are cached in <root>/vea_profiles/", grid=False)
 
 

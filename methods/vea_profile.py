@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from analysis.stats import auroc
+from common.stats import auroc
 from common.errors import ToolkitError
 from model_zoo.geometry_types import ImageGeometry
 

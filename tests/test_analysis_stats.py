@@ -9,7 +9,8 @@ from PIL import Image
 
 from analysis.fig_overlap import layer_aurocs, sample_overlap
 from analysis.saliency import answer_logit, saliency_map
-from analysis.stats import auroc, confusion, dispersion, error_counts, error_type, fixed_and_broken
+from analysis.stats import confusion, dispersion, error_counts, error_type, fixed_and_broken
+from common.stats import auroc
 from intervention.capture import AttentionRow, CapturedAttention
 from model_zoo.geometry import image_geometries
 from model_zoo.geometry_types import Grid, ImageGeometry, View, grid_tokens

@@ -229,7 +229,7 @@ def test_item7_a_decoder_layer_called_without_hidden_states_is_reported():
 def test_item8_a_custom_logits_processor_sees_the_raw_logits(tiny_vlm):
     """With repetition_penalty=1.0 passed explicitly, the checkpoint's penalty is not applied before a custom
     processor, which is called at every step on float32 logits equal to output_logits."""
-    from methods.decoding import ScoreProcessor, generate_scored
+    from methods.engines.decoding import ScoreProcessor, generate_scored
 
     class Recorder(ScoreProcessor):
         def __init__(self):

@@ -12,7 +12,7 @@ import methods
 from common.errors import ToolkitError
 from intervention.prefix import prompt_position_ids
 from methods import Configuration, get_method
-from methods.decoding import answer_lengths
+from methods.engines.decoding import answer_lengths
 from methods.dola import DoLa, candidate_layers, dola_scores, layer_divergence
 from tests.conftest import QUESTION, noise_image, two_sample_inputs
 from tests.fixtures_decoding import sharp_vlm

@@ -14,7 +14,7 @@ from intervention import compat
 from intervention.compat import TransformersChanged
 from intervention.prefix import prompt_position_ids
 from methods import Configuration, get_method
-from methods.decoding import answer_lengths, generate_scored
+from methods.engines.decoding import answer_lengths, generate_scored
 from methods.vcd import VCD, noise_schedule, noised_pixel_values, plausible, vcd_scores
 from tests.conftest import QUESTION, noise_image, one_sample_inputs, two_sample_inputs
 from tests.fixtures_decoding import sharp_vlm

@@ -8,6 +8,7 @@ import re
 import pytest
 
 import main_aro
+from evaluation.runs import run_folders
 from model_zoo.tiny import build_tiny_vlm, save_tiny_vlm
 from runner.records import read_records
 from tests.fixtures_data import write_vsr_fixture
@@ -24,28 +25,29 @@ def toy_run(tmp_path_factory):
 
 
 def _folders(output):
-    return {folder.name.split("__")[2]: folder for folder in output.iterdir() if folder.is_dir()}
+    """{configuration label: run folder} (`<model>/<dataset>/<label>__...`)."""
+    return {folder.name.split("__")[0]: folder for folder in run_folders(output)}
 
 
 def test_each_configuration_gets_a_complete_run_folder(toy_run):
     folders = _folders(toy_run / "out")
-    assert set(folders) == {"base", "vcd_a-0_b-0.1_T-500_s-55", "vcd_a-1_b-0.1_T-500_s-55",
-                            "dola_l-high_rt-0.1_rp-1.2"}
-    vcd = json.loads((folders["vcd_a-1_b-0.1_T-500_s-55"] / "config.json").read_text())
+    assert set(folders) == {"base", "vcd_a-0.00_b-0.10_T-500_s-55", "vcd_a-1.00_b-0.10_T-500_s-55",
+                            "dola_l-high_rt-0.10_rp-1.20"}
+    vcd = json.loads((folders["vcd_a-1.00_b-0.10_T-500_s-55"] / "config.json").read_text())
     assert vcd["method"] == "vcd"
     assert vcd["hyperparameters"] == {"cd_alpha": 1.0, "cd_beta": 0.1, "noise_step": 500, "cd_seed": 55,
                                       "sample": False}
-    dola = json.loads((folders["dola_l-high_rt-0.1_rp-1.2"] / "config.json").read_text())
+    dola = json.loads((folders["dola_l-high_rt-0.10_rp-1.20"] / "config.json").read_text())
     assert dola["hyperparameters"] == {"dola_layers": "high", "relative_top": 0.1, "dola_repetition_penalty": 1.2}
     records = {label: read_records(folder / "samples.jsonl") for label, folder in folders.items()}
     assert all(len(rows) == 4 for rows in records.values())
     assert all(isinstance(r["head_size"], int) and r["head_size"] >= 1
-               for r in records["vcd_a-1_b-0.1_T-500_s-55"])
+               for r in records["vcd_a-1.00_b-0.10_T-500_s-55"])
     assert all(r["premature_layers"] and set(r["premature_layers"]) <= {2}  # the toy LM's high bucket: [2]
-               for r in records["dola_l-high_rt-0.1_rp-1.2"])
+               for r in records["dola_l-high_rt-0.10_rp-1.20"])
     base = [r["generation"] for r in records["base"]]
-    assert [r["generation"] for r in records["vcd_a-0_b-0.1_T-500_s-55"]] == base  # alpha 0: the baseline
-    assert [r["confidence"] for r in records["vcd_a-1_b-0.1_T-500_s-55"]] == [r["confidence"] for r in records["base"]]
+    assert [r["generation"] for r in records["vcd_a-0.00_b-0.10_T-500_s-55"]] == base  # alpha 0: the baseline
+    assert [r["confidence"] for r in records["vcd_a-1.00_b-0.10_T-500_s-55"]] == [r["confidence"] for r in records["base"]]
 
 
 def test_the_report_has_vcd_and_dola_rows(toy_run, capsys):
@@ -78,10 +80,10 @@ def test_a_grid_writes_what_separate_runs_write(qwen_dir, tmp_path):
     for flags in (["--method", "vcd", "--cd-alpha", "1", "--noise-step", "999", "--sample"],
                   ["--method", "dola", "--dola-layers", "low"]):
         assert _cli(qwen_dir, single, *flags) == 0
-    assert len(_folders(grid)) == 4 and "vcd_a-1_b-0.1_T-999_s-55_sample-true" in _folders(grid)
-    for folder in _folders(single).values():
-        twin = grid / folder.name
-        assert (twin / "samples.jsonl").read_text() == (folder / "samples.jsonl").read_text()
+    assert len(_folders(grid)) == 4 and "vcd_a-1.00_b-0.10_T-999_s-55_sample-true" in _folders(grid)
+    twins = _folders(grid)
+    for label, folder in _folders(single).items():
+        assert (twins[label] / "samples.jsonl").read_text() == (folder / "samples.jsonl").read_text()
 
 
 @pytest.mark.parametrize("flags, message", [

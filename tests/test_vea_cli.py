@@ -7,6 +7,7 @@ import json
 import pytest
 
 import main_aro
+from evaluation.runs import run_folders
 from runner.records import read_records
 
 
@@ -26,12 +27,13 @@ def cli(root, *flags) -> int:
 
 
 def folders(output):
-    return {folder.name.split("__")[2]: folder for folder in output.iterdir() if folder.is_dir()}
+    """{configuration label: run folder} (`<model>/<dataset>/<label>__...`)."""
+    return {folder.name.split("__")[0]: folder for folder in run_folders(output)}
 
 
 def test_a_vea_run_writes_its_folder_records_and_layer_profile(toy_run):
     [(label, folder)] = folders(toy_run / "out").items()
-    assert label.startswith("vea_a-0.5_s-0.5_vea_root-")
+    assert label.startswith("vea_a-0.50_s-0.50_vea_root-")
     config = json.loads((folder / "config.json").read_text())
     assert config["method"] == "vea" and config["hyperparameters"]["vea_lambda"] == 10.0
     assert config["hyperparameters"]["vea_layers"] == "auto" and config["hyperparameters"]["vea_hint"] is True
@@ -51,10 +53,10 @@ def test_the_neutral_setting_equals_the_baseline_and_the_profile_is_reused(toy_r
     assert cli(toy_run, "--method", "base,vea", "--vea-alpha", "1,0.3", "--no-vea-hint") == 0
     runs = {label.split("_vea_root")[0]: read_records(folder / "samples.jsonl")
             for label, folder in folders(toy_run / "out").items()}
-    assert {"base", "vea_a-1_s-0.5_vea_hint-false", "vea_a-0.3_s-0.5_vea_hint-false"} <= set(runs)
+    assert {"base", "vea_a-1.00_s-0.50_vea_hint-false", "vea_a-0.30_s-0.50_vea_hint-false"} <= set(runs)
     base = [r["generation"] for r in runs["base"]]
-    assert [r["generation"] for r in runs["vea_a-1_s-0.5_vea_hint-false"]] == base
-    assert [r["confidence"] for r in runs["vea_a-0.3_s-0.5_vea_hint-false"]] == [r["confidence"] for r in runs["base"]]
+    assert [r["generation"] for r in runs["vea_a-1.00_s-0.50_vea_hint-false"]] == base
+    assert [r["confidence"] for r in runs["vea_a-0.30_s-0.50_vea_hint-false"]] == [r["confidence"] for r in runs["base"]]
 
 
 def test_the_report_has_vea_rows(toy_run, capsys):
