@@ -31,8 +31,8 @@ import torch
 from common.cli import OneLineParser
 from bench.workload import ANSWER_TOKENS, LANGUAGE_MODEL, SHAPES, WORKLOADS, batch_inputs, build_vlm, grid_specs
 
-TIMED = ("stock_forward", "scaled_forward", "baseline", "engine_base", "scaling_naive", "adaptvis_naive",
-         "adaptvis_fast", "sweep_naive", "sweep_fast", "grid_naive", "grid_fast")
+TIMED = ("stock_forward", "scaled_forward", "capture_off_forward", "capture_on_forward", "baseline", "engine_base",
+         "scaling_naive", "adaptvis_naive", "adaptvis_fast", "sweep_naive", "sweep_fast", "grid_naive", "grid_fast")
 THROUGHPUT = ("baseline", "adaptvis_fast", "grid_fast")
 MEMORY = ("baseline", "adaptvis_naive", "adaptvis_fast", "sweep_fast", "grid_naive", "grid_fast")
 # (label, numerator, denominator, target)
@@ -44,6 +44,9 @@ RATIOS = (
     ("sweep + AdaptVis grid (66 configs), prefix / baseline", "grid_fast", "baseline", "<= 2.0"),
     ("sweep + AdaptVis grid, naive engine through the runner / baseline", "grid_naive", "baseline", "(~7)"),
     ("intervention forward (alpha 0.5) / stock SDPA forward", "scaled_forward", "stock_forward", "<= 1.05"),
+    ("capture off (registered function, nothing captured) / stock SDPA forward", "capture_off_forward",
+     "stock_forward", "~1.00"),
+    ("capture on (last prompt row, every layer) / stock SDPA forward", "capture_on_forward", "stock_forward", ""),
     ("prefix engine alpha-1 answers / baseline", "engine_base", "baseline", ""),
     ("speed-up naive -> prefix: AdaptVis", "adaptvis_naive", "adaptvis_fast", ""),
     ("speed-up naive -> prefix: sweep", "sweep_naive", "sweep_fast", ""),

@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 
 from intervention import AdaptVis, ScalingVis, open_session
+from intervention.capture import capture_attention
+from intervention.lm import RegisteredAttention
 from model_zoo.tiny import build_tiny_vlm
 from model_zoo.vlm import VLM
 import methods
@@ -88,6 +90,18 @@ def _scaled_forward(vlm, inputs):
         return vlm.model(**inputs, position_ids=_positions(vlm, inputs), logits_to_keep=1).logits
 
 
+def _capture_off_forward(vlm, inputs):
+    """The registered attention function with no editor and no observer: what the language model runs
+    when attention capture is available but not asked for."""
+    with RegisteredAttention(vlm.model), torch.inference_mode():
+        return vlm.model(**inputs, position_ids=_positions(vlm, inputs), logits_to_keep=1).logits
+
+
+def _capture_on_forward(vlm, inputs):
+    with capture_attention(vlm), torch.inference_mode():
+        return vlm.model(**inputs, position_ids=_positions(vlm, inputs), logits_to_keep=1).logits
+
+
 def _positions(vlm, inputs):
     if vlm.spec.rope == "mrope":
         return None  # the model computes its M-RoPE ids itself on a prompt-only forward
@@ -133,6 +147,8 @@ def _through_runner(specs_fn, engine):
 WORKLOADS = {w.name: w for w in (
     Workload("stock_forward", _stock_forward),
     Workload("scaled_forward", _scaled_forward),
+    Workload("capture_off_forward", _capture_off_forward),
+    Workload("capture_on_forward", _capture_on_forward),
     Workload("baseline", _baseline),
     Workload("engine_base", _engine_base),
     Workload("scaling_naive", _scaling_naive),

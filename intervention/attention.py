@@ -68,7 +68,7 @@ def scaling_vis_attention(module, query, key, value, attention_mask, dropout: fl
     out, weights = sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                           scaling=scaling, **kwargs)
     if plan is not None:
-        _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, editor, plan)
+        out = _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, editor, plan)
     return out, weights
 
 
@@ -94,16 +94,22 @@ def refuse_unhonoured_kwargs(module, kwargs) -> None:
                            f"(or transformers version) is not supported")
 
 
-def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, editor, plan) -> None:
-    """Recompute the editor's planned (batch rows x query rows) exactly and write them into `out` (B, q, H, D)."""
+def _overwrite_rows(out, module, query, key, value, attention_mask, dropout, scaling, editor, plan) -> torch.Tensor:
+    """Recompute the editor's planned (batch rows x query rows) exactly and write them into `out` (B, q, H, D).
+    In place, unless autograd records the call: SDPA saves its output for the backward pass, so gradients
+    (e.g. saliency maps under an intervention) need a new tensor."""
     logits = editor.edit_logits(module, _row_logits(module, query, key, scaling, plan), plan)
     probs = _masked_softmax(logits, attention_mask, plan)
     editor.after_rows(module, logits, probs, plan)
     probs = editor.edit_probs(module, probs, plan).to(query.dtype)
     probs = torch.nn.functional.dropout(probs, p=dropout, training=module.training)
     v = repeat_kv(_batch_rows(value, plan.batch_rows), module.num_key_value_groups)
-    rows_out = torch.matmul(probs, v).transpose(1, 2)                       # (b, r, H, D)
-    out[plan.batch_rows[:, None], plan.query_rows[None, :]] = rows_out.to(out.dtype)
+    rows_out = torch.matmul(probs, v).transpose(1, 2).to(out.dtype)         # (b, r, H, D)
+    index = (plan.batch_rows[:, None], plan.query_rows[None, :])
+    if out.requires_grad:
+        return out.index_put(index, rows_out)
+    out[index] = rows_out
+    return out
 
 
 def _row_probabilities(module, query, key, attention_mask, scaling, plan, editor):
