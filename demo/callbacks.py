@@ -11,8 +11,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
+import numpy as np
 from PIL import Image
 
+from analysis.stats import image_map
 from common.errors import ToolkitError
 from demo import figures
 from demo.controls import configuration_from
@@ -21,6 +23,9 @@ from demo.sources import MAX_UPLOAD_BYTES, MAX_UPLOAD_PIXELS, DatasetSource, Sou
 
 logger = logging.getLogger(__name__)
 
+DATASET_SAMPLE = "a sample of the dataset"
+UPLOADED = "your image and question"
+SOURCE_KINDS = (DATASET_SAMPLE, UPLOADED)
 ALL = "all"
 RIGHT = "right at baseline"
 WRONG = "wrong at baseline"
@@ -49,12 +54,42 @@ class Selection:
     message: str = ""
 
 
-def show(engine: Engine, source: Optional[Source], method: str, names: Sequence[str], values: Sequence[Any],
+@dataclass(frozen=True)
+class Shown:
+    """Everything the page shows after any input changed: what is answered (`about`), how many samples the filters
+    keep (None when no dataset sample is shown) and the position shown among them, and the `view` of the answers."""
+
+    about: str
+    kept: Optional[int]
+    position: int
+    view: View
+
+
+def respond(engine: Engine, kind: str, relation: str, verdict: str, position: Any, path: Optional[str],
+            question: Optional[str], method: str, names: Sequence[str], values: Sequence[Any], layer: Any, *,
+            max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: int = MAX_UPLOAD_PIXELS,
+            progress: Progress = silent) -> Shown:
+    """The page from its input values alone: the source is derived from the inputs as they are when the request
+    is made (never from state another request may not have updated yet), so whatever order requests finish in,
+    the last one shows exactly what the page's inputs say."""
+    if kind == UPLOADED:
+        source, problem = upload(path, question, max_bytes=max_bytes, max_pixels=max_pixels)
+        if source is None:
+            return Shown(describe(engine, None), None, 0, View(problem))
+        return Shown(describe(engine, source), None, 0, show(engine, source, method, names, values, layer, progress))
+    chosen = choose_samples(engine, relation, verdict, progress)
+    if not chosen.positions:
+        return Shown(describe(engine, None), None, 0, View(chosen.message))
+    position = min(max(int(position or 0), 0), len(chosen.positions) - 1)
+    source = DatasetSource(chosen.positions[position])
+    return Shown(describe(engine, source), len(chosen.positions), position,
+                 show(engine, source, method, names, values, layer, progress))
+
+
+def show(engine: Engine, source: Source, method: str, names: Sequence[str], values: Sequence[Any],
          layer: Any, progress: Progress = silent) -> View:
     """Answer `source` with the baseline and `method` at the control `values`, and draw layer `layer` (None: the
     middle layer, where the paper's figures find attention on the objects)."""
-    if source is None:
-        return View("pick a sample of the dataset, or upload an image and ask a question")
     try:
         configuration = configuration_from(method, names, values)
     except ToolkitError as err:
@@ -65,7 +100,7 @@ def show(engine: Engine, source: Optional[Source], method: str, names: Sequence[
         n_layers = figures.layer_count(result)
         drawn = n_layers // 2 if layer is None else min(max(int(layer), 0), n_layers - 1)
         progress(0.9, desc="drawing")
-        return View(_notes(result), answer_table(result), figures.heatmaps(result, image, drawn),
+        return View(_notes(result), answer_table(result, drawn), figures.heatmaps(result, image, drawn),
                     figures.masses(result, drawn), drawn, result)
     except ToolkitError as err:
         return View(str(err))
@@ -89,17 +124,10 @@ def choose_samples(engine: Engine, relation: str, verdict: str, progress: Progre
     return Selection(tuple(positions))
 
 
-def pick(selection: Sequence[int], position: Any) -> Optional[DatasetSource]:
-    """The sample at `position` of a selection (clamped), None for an empty selection."""
-    if not selection:
-        return None
-    return DatasetSource(selection[min(max(int(position or 0), 0), len(selection) - 1)])
-
-
 def describe(engine: Engine, source: Optional[Source]) -> str:
     """Markdown naming the sample or upload being answered."""
     if source is None:
-        return "*no sample selected*"
+        return "*nothing to answer yet*"
     if isinstance(source, UploadSource):
         return f"**uploaded image** {_cell(source.name)}\n\nquestion: {_cell(source.question)}"
     sample = engine.sample(source)
@@ -113,14 +141,14 @@ def upload(path: Optional[str], question: Optional[str], *, max_bytes: int = MAX
     try:
         return load_upload(path, question, max_bytes=max_bytes, max_pixels=max_pixels), ""
     except ToolkitError as err:
-        return None, f"upload refused: {err}"
+        return None, str(err)
     except OSError as err:  # the temporary file vanished or cannot be read
-        return None, f"upload refused: cannot read the uploaded file ({err.strerror or err})"
+        return None, f"cannot read the uploaded file ({err.strerror or err}); upload it again"
 
 
-def answer_table(result: Result) -> str:
+def answer_table(result: Result, layer: int) -> str:
     """Markdown: one column per outcome (baseline, method): answer, verdict, first-token confidence, the method's
-    record fields (alpha, branch, ...) and the time it took."""
+    record fields (alpha, branch, ...), where the heatmap of `layer` peaks, and the time it took."""
     outcomes = figures.shown_outcomes(result)
     rows = [("answer", [f"**{_cell(o.answer)}**" for o in outcomes])]
     if result.sample.answer:
@@ -128,7 +156,9 @@ def answer_table(result: Result) -> str:
     rows.append(("first-token confidence", [_number(o.confidence) for o in outcomes]))
     for name in dict.fromkeys(name for o in outcomes for name in o.fields):
         rows.append((f"record: {name}", [_number(o.fields.get(name, "–")) for o in outcomes]))
-    rows.append(("time", ["cached" if result.cached else f"{o.seconds:.2f} s" for o in outcomes]))
+    rows.append((f"peak image attention, layer {layer}", [_peak(o, layer) for o in outcomes]))
+    cached = (result.base_cached, result.method_cached)
+    rows.append(("time", ["cached" if hit else f"{o.seconds:.2f} s" for o, hit in zip(outcomes, cached)]))
     header = "| | " + " | ".join(figures.outcome_label(o) for o in outcomes) + " |"
     lines = [header, "|---" * (len(outcomes) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
@@ -138,6 +168,15 @@ def answer_table(result: Result) -> str:
 def _notes(result: Result) -> str:
     notes = dict.fromkeys(note for outcome in figures.shown_outcomes(result) for note in outcome.notes)
     return "\n".join(f"note: {note}" for note in notes)
+
+
+def _peak(outcome: Outcome, layer: int) -> str:
+    """The largest head-mean attention of one image token at `layer`, and its cell on the image-token grid."""
+    if outcome.attention is None:
+        return "–"
+    grid = outcome.attention.image_grid(values=image_map(outcome.attention.rows[0]))[layer]
+    row, col = np.unravel_index(np.nanargmax(grid), grid.shape)
+    return f"{grid[row, col]:.4f} at row {row}, column {col} of {grid.shape[0]} x {grid.shape[1]}"
 
 
 def _verdict(outcome: Outcome, gold: str) -> str:

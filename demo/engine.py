@@ -63,14 +63,19 @@ class Outcome:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """The baseline and one configuration on one source; `cached`: both came from the cache."""
+    """The baseline and one configuration on one source; `*_cached`: taken from the cache, not computed."""
 
     source: Source
     sample: Sample
     boxes: tuple
     base: Outcome
     method: Outcome
-    cached: bool
+    base_cached: bool
+    method_cached: bool
+
+    @property
+    def cached(self) -> bool:
+        return self.base_cached and self.method_cached
 
 
 class Engine:
@@ -137,7 +142,7 @@ class Engine:
             method, method_cached = self._outcome(source, sample, image, configuration, progress)
         if isinstance(source, DatasetSource) and base.correct is not None:
             self._verdicts[source.index] = base.correct
-        return Result(source, sample, self._boxes(sample, image), base, method, base_cached and method_cached)
+        return Result(source, sample, self._boxes(sample, image), base, method, base_cached, method_cached)
 
     def _outcome(self, source, sample, image, configuration, progress) -> tuple[Outcome, bool]:
         key = (source, configuration, self.max_new_tokens)

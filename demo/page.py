@@ -1,17 +1,16 @@
 """The Gradio page: inputs on the left (a dataset sample or an upload, the method and its hyper-parameters), what the
 model did on the right (answers, heatmaps at a chosen layer, attention mass per layer).
 
-Every event handler returns the whole view, so no handler depends on another having run first; the per-visitor
-state (the selected source, the filtered positions) lives in `gr.State`, which Gradio keeps per browser session.
+The page keeps no state of its own: every request carries all the inputs' values and `callbacks.respond` derives the
+whole view from them, so concurrent visitors (each request goes back to its own browser) cannot see each other's
+results, and no request depends on another one having finished.
 """
 from __future__ import annotations
-
-from typing import Any, Sequence
 
 import gradio as gr
 
 from demo import callbacks
-from demo.callbacks import ALL, VERDICT_FILTERS, View
+from demo.callbacks import ALL, DATASET_SAMPLE, SOURCE_KINDS, UPLOADED, VERDICT_FILTERS
 from demo.controls import CHECKBOX, CHOICE, SLIDER, Control, control_names, controls_for, method_choices
 from demo.engine import Engine
 from methods import all_methods, get_method
@@ -46,68 +45,56 @@ def _component(control: Control, visible: bool):
     return gr.Textbox(value=control.value, **common)
 
 
+def _unless_same(value, given):
+    """An update of an input the visitor moves only when the callback changed its value (clamped it, or chose it):
+    writing back the value a request started with would undo a move made while it ran."""
+    return gr.update() if value is None or value == given else value
+
+
+def _position(shown: callbacks.Shown, given):
+    if shown.kept is None:
+        return gr.update()
+    # A slider needs minimum < maximum: with one sample kept, position 1 is clamped back to it.
+    maximum = max(shown.kept - 1, 1)
+    return gr.update(maximum=maximum) if shown.position == given else gr.update(value=shown.position, maximum=maximum)
+
+
 def build(engine: Engine, *, model_label: str, initial_method: str, max_upload_bytes: int,
           max_upload_pixels: int) -> gr.Blocks:
     names = control_names()
     controls = all_controls(engine.dataset)
     own = set(get_method(initial_method).names)
-    everyone = tuple(range(len(engine.samples)))
 
-    def view_outputs(view: View) -> list:
-        return [view.message, view.answers, view.heatmap, view.masses,
-                gr.update() if view.layer is None else view.layer]
-
-    def answer(source, method: str, values: Sequence[Any], layer, progress) -> list:
-        return view_outputs(callbacks.show(engine, source, method, names, values, layer, progress))
-
-    def on_setting(source, method, *rest, progress=gr.Progress()):
+    def on_input(kind, relation, verdict, position, path, question, method, *rest, progress=gr.Progress()):
         *values, layer = rest
-        return answer(source, method, values, layer, progress)
+        shown = callbacks.respond(engine, kind, relation, verdict, position, path, question, method, names, values,
+                                  layer, max_bytes=max_upload_bytes, max_pixels=max_upload_pixels, progress=progress)
+        view = shown.view
+        return [shown.about, _position(shown, position), view.message, view.answers, view.heatmap, view.masses,
+                _unless_same(view.layer, layer)]
 
-    def on_pick(selection, position, method, *rest, progress=gr.Progress()):
-        *values, layer = rest
-        source = callbacks.pick(selection, position)
-        return [source, callbacks.describe(engine, source), *answer(source, method, values, layer, progress)]
+    def on_kind(kind):
+        return [gr.update(visible=kind == DATASET_SAMPLE), gr.update(visible=kind == UPLOADED)]
 
-    def on_filter(relation, verdict, method, *rest, progress=gr.Progress()):
-        *values, layer = rest
-        chosen = callbacks.choose_samples(engine, relation, verdict, progress)
-        source = callbacks.pick(chosen.positions, 0)
-        shown = answer(source, method, values, layer, progress) if source else view_outputs(View(chosen.message))
-        slider = gr.update(value=0, maximum=max(len(chosen.positions) - 1, 0))
-        return [chosen.positions, slider, source, callbacks.describe(engine, source), *shown]
+    def on_method(method):
+        return [gr.update(visible=name in get_method(method).names) for name in names]
 
-    def on_upload(path, question, method, *rest, progress=gr.Progress()):
-        *values, layer = rest
-        source, problem = callbacks.upload(path, question, max_bytes=max_upload_bytes, max_pixels=max_upload_pixels)
-        if source is None:  # keep what is shown; say what is wrong with the file
-            return [gr.update(), gr.update(), problem, *[gr.update()] * 4]
-        return [source, callbacks.describe(engine, source), *answer(source, method, values, layer, progress)]
-
-    def on_method(method, source, layer, progress=gr.Progress()):
-        chosen = {control.name: control for control in controls_for(method, engine.dataset)}
-        updates = [gr.update(visible=name in chosen, **({"value": chosen[name].value} if name in chosen else {}))
-                   for name in names]
-        values = [chosen[name].value if name in chosen else None for name in names]
-        return [*updates, *answer(source, method, values, layer, progress)]
-
-    with gr.Blocks(title="ScalingVis / AdaptVis demo", analytics_enabled=False) as page:
+    with gr.Blocks(title="ScalingVis / AdaptVis demo", analytics_enabled=False, delete_cache=(86400, 86400)) as page:
         gr.Markdown(INTRO.format(model=model_label, dataset=engine.dataset, n=len(engine.samples)))
-        source = gr.State(None)
-        selection = gr.State(everyone)
         with gr.Row():
             with gr.Column(scale=2):
-                with gr.Tab("Dataset sample"):
+                kind = gr.Radio(list(SOURCE_KINDS), value=DATASET_SAMPLE, label="answer about", elem_id="kind")
+                with gr.Group(visible=True) as dataset_inputs:
                     with gr.Row():
                         relation = gr.Dropdown([ALL, *engine.relations()], value=ALL, label="gold relation",
                                                elem_id="relation")
                         verdict = gr.Radio(list(VERDICT_FILTERS), value=ALL, label="baseline answer",
                                            elem_id="verdict")
-                    position = gr.Slider(0, max(len(everyone) - 1, 0), value=0, step=1, elem_id="position",
+                    position = gr.Slider(0, max(len(engine.samples) - 1, 1), value=0, step=1, elem_id="position",
                                          label="sample (position among the samples the filters keep)")
-                with gr.Tab("Your image"):
+                with gr.Group(visible=False) as upload_inputs:
                     file = gr.File(label="image file (PNG, JPEG, ...)", elem_id="upload")
-                    question = gr.Textbox(label="question", elem_id="question",
+                    question = gr.Textbox(label="question (Enter to ask)", elem_id="question",
                                           placeholder="Where is the mug in relation to the table?")
                     ask = gr.Button("Answer about this image", elem_id="ask")
                 about = gr.Markdown(elem_id="about")
@@ -116,26 +103,23 @@ def build(engine: Engine, *, model_label: str, initial_method: str, max_upload_b
             with gr.Column(scale=3):
                 message = gr.Markdown(elem_id="message")
                 answers = gr.Markdown(elem_id="answers")
-                layer = gr.Slider(0, engine.n_layers - 1, value=engine.n_layers // 2, step=1, elem_id="layer",
+                layer = gr.Slider(0, max(engine.n_layers - 1, 1), value=engine.n_layers // 2, step=1, elem_id="layer",
                                   label="language-model layer of the heatmaps")
                 gr.Markdown("Head-mean attention of the last prompt token over the image at that layer, baseline and "
                             "method on one colour scale; below, its attention mass on image and text keys per layer.")
                 heatmap = gr.Image(show_label=False, type="pil", format="png", interactive=False, elem_id="heatmap")
                 masses = gr.Image(show_label=False, type="pil", format="png", interactive=False, elem_id="masses")
 
-        shown = [message, answers, heatmap, masses, layer]
-        settings = [method, *knobs, layer]
-        events = dict(trigger_mode="always_last", show_progress="full")
-        for control in [*knobs, layer]:
-            for listen in (control.input, control.release) if isinstance(control, gr.Slider) else (control.input,):
-                listen(on_setting, [source, *settings], shown, **events)
-        for listen in (position.input, position.release):
-            listen(on_pick, [selection, position, *settings], [source, about, *shown], **events)
-        for listen in (relation.input, verdict.input):
-            listen(on_filter, [relation, verdict, *settings], [selection, position, source, about, *shown], **events)
-        ask.click(on_upload, [file, question, *settings], [source, about, *shown], **events)
-        method.input(on_method, [method, source, layer], [*knobs, *shown], **events)
-        page.load(on_pick, [selection, position, *settings], [source, about, *shown])
+        inputs = [kind, relation, verdict, position, file, question, method, *knobs, layer]
+        outputs = [about, position, message, answers, heatmap, masses, layer]
+        kind.input(on_kind, kind, [dataset_inputs, upload_inputs])
+        method.input(on_method, method, knobs)
+        # One listener for every input: a visitor's requests then run one at a time, and with always_last a burst
+        # of slider moves collapses into its last one, so the page ends on the result of its final inputs.
+        triggers = [kind.input, relation.input, verdict.input, position.input, file.upload, question.submit,
+                    ask.click, method.input, layer.input, *(knob.input for knob in knobs)]
+        gr.on(triggers, on_input, inputs, outputs, trigger_mode="always_last")
+        page.load(on_input, inputs, outputs)
     return page
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Union
 
@@ -57,15 +58,19 @@ def load_upload(path: Optional[str], question: Optional[str], *, max_bytes: int 
         raise ToolkitError("type a question about the image, e.g. 'Where is the mug in relation to the table?'")
     if len(question) > MAX_QUESTION_CHARS:
         raise ToolkitError(f"the question has {len(question)} characters; keep it under {MAX_QUESTION_CHARS}")
+    stat = Path(path).stat()
+    if stat.st_size > max_bytes:
+        raise ToolkitError(f"{Path(path).name} is {stat.st_size / 2 ** 20:.1f} MB; the demo takes image files up "
+                           f"to {max_bytes / 2 ** 20:.0f} MB")
+    return _read(str(path), stat.st_size, stat.st_mtime_ns, question, max_pixels)
+
+
+# Every change on the page re-reads its inputs, the uploaded file included: decode each file version once.
+@lru_cache(maxsize=8)
+def _read(path: str, size: int, mtime_ns: int, question: str, max_pixels: int) -> UploadSource:
     file = Path(path)
-    name = file.name
-    size = file.stat().st_size
-    if size > max_bytes:
-        raise ToolkitError(f"{name} is {size / 2 ** 20:.1f} MB; the demo takes image files up to "
-                           f"{max_bytes / 2 ** 20:.0f} MB")
-    data = file.read_bytes()
-    image = _decode(file, name, max_pixels)
-    return UploadSource(hashlib.sha1(data).hexdigest(), question, name, image)
+    image = _decode(file, file.name, max_pixels)
+    return UploadSource(hashlib.sha1(file.read_bytes()).hexdigest(), question, file.name, image)
 
 
 def _decode(file: Path, name: str, max_pixels: int) -> Image.Image:

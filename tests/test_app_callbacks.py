@@ -113,6 +113,9 @@ def test_the_page_shows_what_the_python_api_gives(engine, samples, toy, method, 
     assert shown.confidence == pytest.approx(float(reference.generation.confidence[0]), abs=1e-6)
     assert f"{shown.confidence:.4f}" in view.answers
     np.testing.assert_allclose(shown.attention.image_grid(), reference.samples[0].image_grid(), atol=1e-6)
+    grid = reference.samples[0].image_grid().mean(1)[2]
+    row, col = np.unravel_index(np.nanargmax(grid), grid.shape)
+    assert f"| {grid[row, col]:.4f} at row {row}, column {col} of 6 x 6 |" in view.answers
     assert shown.correct == judge(expected.text, sample).correct
     assert view.heatmap.size[0] > view.heatmap.size[1] and view.masses is not None
 
@@ -196,8 +199,7 @@ def test_adaptvis_weights_in_the_wrong_order_run_with_the_warning_shown(engine):
     assert "note: AdaptVis weight1=1.5 > weight2=0.5" in view.message and view.result is not None
 
 
-def test_nothing_selected_and_unknown_samples_give_messages(engine):
-    assert "pick a sample" in show(engine, None, "scaling_vis").message
+def test_unknown_samples_give_messages(engine):
     assert show(engine, DatasetSource(999), "scaling_vis").message.startswith("sample 999 does not exist")
 
 
@@ -209,12 +211,12 @@ def test_an_unexpected_failure_is_one_line_in_the_page(engine, monkeypatch):
 def test_uploads_that_are_not_images_or_too_large_are_refused(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not an image")
-    assert callbacks.upload(str(text), "where?") == (None, "upload refused: notes.txt is not an image PIL can read; "
-                                                           "upload a PNG, JPEG, WebP, BMP or GIF file")
+    assert callbacks.upload(str(text), "where?") == (None, "notes.txt is not an image PIL can read; upload a PNG, "
+                                                           "JPEG, WebP, BMP or GIF file")
     big = tmp_path / "big.png"
     Image.new("L", (3000, 2000)).save(big)
     source, message = callbacks.upload(str(big), "where?", max_pixels=5_000_000)
-    assert source is None and message == ("upload refused: big.png is 3000 x 2000 pixels (6 megapixels); the demo "
+    assert source is None and message == ("big.png is 3000 x 2000 pixels (6 megapixels); the demo "
                                           "takes at most 5 megapixels, downscale it")
     assert "MB; the demo takes image files up to" in callbacks.upload(str(big), "where?", max_bytes=100)[1]
     truncated = tmp_path / "cut.png"
@@ -252,7 +254,34 @@ def test_filters_by_relation_and_baseline_verdict(engine, samples, toy):
         assert (i in right) == expected
     none = callbacks.choose_samples(engine, "no such relation", callbacks.ALL)
     assert none.positions == () and "no sample matches the filters" in none.message
-    assert callbacks.pick(left.positions, 99) == DatasetSource(left.positions[-1]) and callbacks.pick((), 0) is None
+
+
+def respond(engine, kind, relation=callbacks.ALL, verdict=callbacks.ALL, position=0, path=None, question=None,
+            method="scaling_vis", **changed) -> callbacks.Shown:
+    return callbacks.respond(engine, kind, relation, verdict, position, path, question, method, NAMES,
+                             values(method, **changed), None)
+
+
+def test_the_page_is_derived_from_its_inputs_alone(engine, samples, tmp_path):
+    left = callbacks.choose_samples(engine, "left", callbacks.ALL).positions
+    shown = respond(engine, callbacks.DATASET_SAMPLE, relation="left", position=99)
+    assert (shown.kept, shown.position) == (len(left), len(left) - 1)  # clamped to the last kept sample
+    assert shown.view.result.source == DatasetSource(left[-1]) and f"**sample {left[-1]}**" in shown.about
+    assert shown.view.layer == engine.n_layers // 2  # no layer chosen yet: the middle one
+    nothing = respond(engine, callbacks.DATASET_SAMPLE, relation="no such relation")
+    assert nothing.view.message.startswith("no sample matches") and nothing.about == "*nothing to answer yet*"
+    assert nothing.kept is None
+
+    scene = tmp_path / "scene.png"
+    samples[1].image.save(scene)
+    uploaded = respond(engine, callbacks.UPLOADED, path=str(scene), question=samples[1].question, position=5)
+    assert uploaded.view.message == "" and "**uploaded image** scene.png" in uploaded.about
+    assert uploaded.view.result.sample.question == samples[1].question and uploaded.kept is None
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    refused = respond(engine, callbacks.UPLOADED, path=str(text), question="where?")
+    assert refused.view.message.startswith("notes.txt is not an image") and refused.view.heatmap is None
+    assert respond(engine, callbacks.UPLOADED, path=str(scene)).view.message.startswith("type a question")
 
 
 def test_describe_names_the_sample_and_its_gold_answer(engine, samples):
