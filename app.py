@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="registry name, e.g. llava1.5, qwen2-vl, toy (default: %(default)s)")
     model.add_argument("--model-path", default=None, help="a local model folder or hub id (overrides --model-name)")
     model.add_argument("--dtype", choices=DTYPE_NAMES, default=RunConfig.dtype)
-    model.add_argument("--device", default=RunConfig.device, help="auto, cuda, cuda:1, mps or cpu (default: %(default)s)")
+    model.add_argument("--device", default=RunConfig.device,
+                       help="auto, cuda, cuda:1, mps or cpu (default: %(default)s)")
     model.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format,
                        help="chat, paper or auto, as for main_aro.py (default: %(default)s)")
     model.add_argument("--max-new-tokens", type=int, default=RunConfig.max_new_tokens,
@@ -51,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     page.add_argument("--host", default="127.0.0.1",
                       help="address to serve on; 0.0.0.0 exposes the demo to the network (default: %(default)s)")
     page.add_argument("--port", type=int, default=7860, help="port to serve on (default: %(default)s)")
-    page.add_argument("--max-upload-mb", type=float, default=50, help="largest image file accepted (default: %(default)s)")
+    page.add_argument("--max-upload-mb", type=float, default=50,
+                      help="largest image file accepted, in MB (default: %(default)s)")
     page.add_argument("--max-upload-megapixels", type=float, default=40,
                       help="largest image accepted, in millions of pixels (default: %(default)s)")
     page.add_argument("--verbose", action="store_true", help="log debug messages")

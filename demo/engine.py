@@ -145,15 +145,16 @@ class Engine:
         return Result(source, sample, self._boxes(sample, image), base, method, base_cached, method_cached)
 
     def _outcome(self, source, sample, image, configuration, progress) -> tuple[Outcome, bool]:
-        key = (source, configuration, self.max_new_tokens)
+        key = (source, configuration)
         found = self._cached(key)
         if found is not None:
             return found, True
         with self._model(progress):
             found = self._cached(key)  # a concurrent request may have computed it while this one waited
-            if found is None:
-                found = self._compute(sample, image, configuration, progress)
-                self._store(key, found)
+            if found is not None:
+                return found, True
+            found = self._compute(sample, image, configuration, progress)
+            self._store(key, found)
         return found, False
 
     def _compute(self, sample: Sample, image, configuration: Configuration, progress: Progress) -> Outcome:
@@ -178,10 +179,12 @@ class Engine:
                 if generation.texts[0] != answer.text:
                     notes.append(f"the captured generation answered {generation.texts[0]!r}, the batch API "
                                  f"{answer.text!r}: the heatmap belongs to the former")
-        verdict = judge(answer.text, sample, mode=self.match) if sample.answer else None
-        return Outcome(configuration, answer.text, dict(answer.fields), confidence,
-                       None if verdict is None else bool(verdict.correct), None if verdict is None else verdict.prediction,
-                       attention, tuple(notes), time.perf_counter() - started)
+        correct, prediction = None, None
+        if sample.answer:  # uploads have no gold answer to judge against
+            verdict = judge(answer.text, sample, mode=self.match)
+            correct, prediction = bool(verdict.correct), verdict.prediction
+        return Outcome(configuration, answer.text, dict(answer.fields), confidence, correct, prediction, attention,
+                       tuple(notes), time.perf_counter() - started)
 
     def _prompt(self, sample: Sample) -> str:
         return self.vlm.build_prompt(sample.question, sample.paper_prompt)

@@ -3,6 +3,7 @@ shows what the Python API gives for the same settings, caches it, and turns ever
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -182,6 +183,25 @@ def test_concurrent_requests_get_their_own_results(engine, toy, samples):
         assert (method.answer, method.fields["alpha"]) == (expected.text, weight)
         np.testing.assert_allclose(method.attention.image_grid(),
                                    api_capture(toy, sample, sample.image, weight).samples[0].image_grid(), atol=1e-6)
+
+
+def test_a_request_waiting_for_the_model_says_so_and_then_runs(engine):
+    said = []
+    engine._model_lock.acquire()  # another visitor's computation holds the model
+    waiting = threading.Thread(target=lambda: said.append(callbacks.show(
+        engine, DatasetSource(8), "scaling_vis", NAMES, values("scaling_vis"), None,
+        lambda fraction, desc="": said.append(desc))))
+    waiting.start()
+    deadline = time.monotonic() + 30
+    while not said and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert said == ["waiting for the model: another request is running"] and waiting.is_alive()
+    engine._model_lock.release()
+    waiting.join(timeout=60)
+    steps, view = said[1:-1], said[-1]
+    assert view.message == "" and view.result.method.answer
+    assert steps == ["base: answering", "base: capturing attention", "scaling_vis_a-0.8: answering",
+                     "scaling_vis_a-0.8: capturing attention", "drawing"]
 
 
 # ---- bad inputs and settings become messages -----------------------------------------------------------------
