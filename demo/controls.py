@@ -92,7 +92,7 @@ def configuration_from(method: str, names: Sequence[str], values: Sequence[Any])
     for h in entry.hyperparameters:
         value = given.get(h.name)
         if value is None or (isinstance(value, str) and not value.strip() and h.kind is not str):
-            raise ToolkitError(f"{h.name} has no value; set it (default {h.default})")
+            raise ToolkitError(f"{h.name} has no value; set it with its control")
         chosen[h.name] = _from_page(h, value)
     return Configuration.of(method, **chosen)
 

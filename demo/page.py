@@ -25,6 +25,16 @@ Model **{model}**, dataset **{dataset}** ({n} samples)."""
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
 
+class Slider(gr.Slider):
+    """Gradio's slider, but a value typed into its box reaches the callback as it is: out of range or empty, it is
+    refused there with a sentence naming the setting and its range (Gradio's own check shows a bare "Error")."""
+
+    is_template = True  # drawn by Gradio's slider (a template component)
+
+    def preprocess(self, payload):
+        return payload
+
+
 def all_controls(dataset: str) -> dict[str, Control]:
     """One control per hyper-parameter name (shared ones are declared identically by every method taking them)."""
     found: dict[str, Control] = {}
@@ -37,7 +47,7 @@ def all_controls(dataset: str) -> dict[str, Control]:
 def _component(control: Control, visible: bool):
     common = dict(label=control.label, info=control.info, visible=visible, elem_id=f"hp-{control.name}")
     if control.kind == SLIDER:
-        return gr.Slider(control.minimum, control.maximum, value=control.value, step=control.step, **common)
+        return Slider(control.minimum, control.maximum, value=control.value, step=control.step, **common)
     if control.kind == CHOICE:
         return gr.Radio(list(control.choices), value=control.value, **common)
     if control.kind == CHECKBOX:
@@ -90,7 +100,7 @@ def build(engine: Engine, *, model_label: str, initial_method: str, max_upload_b
                                                elem_id="relation")
                         verdict = gr.Radio(list(VERDICT_FILTERS), value=ALL, label="baseline answer",
                                            elem_id="verdict")
-                    position = gr.Slider(0, max(len(engine.samples) - 1, 1), value=0, step=1, elem_id="position",
+                    position = Slider(0, max(len(engine.samples) - 1, 1), value=0, step=1, elem_id="position",
                                          label="sample (position among the samples the filters keep)")
                 with gr.Group(visible=False) as upload_inputs:
                     file = gr.File(label="image file (PNG, JPEG, ...)", elem_id="upload")
@@ -103,12 +113,14 @@ def build(engine: Engine, *, model_label: str, initial_method: str, max_upload_b
             with gr.Column(scale=3):
                 message = gr.Markdown(elem_id="message")
                 answers = gr.Markdown(elem_id="answers")
-                layer = gr.Slider(0, max(engine.n_layers - 1, 1), value=engine.n_layers // 2, step=1, elem_id="layer",
+                layer = Slider(0, max(engine.n_layers - 1, 1), value=engine.n_layers // 2, step=1, elem_id="layer",
                                   label="language-model layer of the heatmaps")
                 gr.Markdown("Head-mean attention of the last prompt token over the image at that layer, baseline and "
                             "method on one colour scale; below, its attention mass on image and text keys per layer.")
-                heatmap = gr.Image(show_label=False, type="pil", format="png", interactive=False, elem_id="heatmap")
-                masses = gr.Image(show_label=False, type="pil", format="png", interactive=False, elem_id="masses")
+                # No image buttons: they would cover the panels' titles. PNG, not Gradio's default WebP: lossless.
+                pictures = dict(show_label=False, type="pil", format="png", interactive=False, buttons=[])
+                heatmap = gr.Image(elem_id="heatmap", **pictures)
+                masses = gr.Image(elem_id="masses", **pictures)
 
         inputs = [kind, relation, verdict, position, file, question, method, *knobs, layer]
         outputs = [about, position, message, answers, heatmap, masses, layer]
@@ -116,10 +128,9 @@ def build(engine: Engine, *, model_label: str, initial_method: str, max_upload_b
         method.input(on_method, method, knobs)
         # One listener for every input: a visitor's requests then run one at a time, and with always_last a burst
         # of slider moves collapses into its last one, so the page ends on the result of its final inputs.
-        triggers = [kind.input, relation.input, verdict.input, position.input, file.upload, question.submit,
-                    ask.click, method.input, layer.input, *(knob.input for knob in knobs)]
+        triggers = [page.load, kind.input, relation.input, verdict.input, position.input, file.upload,
+                    question.submit, ask.click, method.input, layer.input, *(knob.input for knob in knobs)]
         gr.on(triggers, on_input, inputs, outputs, trigger_mode="always_last")
-        page.load(on_input, inputs, outputs)
     return page
 
 

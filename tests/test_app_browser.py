@@ -223,7 +223,7 @@ def _screenshot(page, tmp_path: Path) -> None:
         shutil.copy(path, REPO / "docs" / "demo.png")
 
 
-def test_a_non_image_upload_shows_a_message_and_the_page_keeps_working(server, browser, reference, tmp_path):
+def test_a_bad_upload_and_a_bad_setting_show_messages_and_the_page_keeps_working(server, browser, reference, tmp_path):
     page = open_page(browser, server)
     page.locator("#kind").get_by_label(callbacks.UPLOADED).check()
     notes = tmp_path / "notes.txt"
@@ -251,6 +251,12 @@ def test_a_non_image_upload_shows_a_message_and_the_page_keeps_working(server, b
     page.locator("#kind").get_by_label(callbacks.DATASET_SAMPLE).check()
     choose_sample(page, 2)
     assert "verdict" in table(page)
+    set_alpha(page, -1)  # typed into the slider's box, past its left end
+    expect(page.locator("#message")).to_contain_text("invalid setting: --weight -1 is outside [0, inf]",
+                                                     timeout=WAIT_MS)
+    set_alpha(page, 0.5)
+    wait_for_method(page, "scaling_vis_a-0.5")
+    expect(page.locator("#message")).to_have_text("", timeout=WAIT_MS)
 
 
 def test_two_visitors_at_once_each_see_their_own_results(server, browser, reference):
