@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--model-name", default=RunConfig.model_name,
                        help="registry name, e.g. llava1.5, qwen2-vl, toy (default: %(default)s)")
     model.add_argument("--model-path", default=None, help="a local model folder or hub id (overrides --model-name)")
-    model.add_argument("--dtype", choices=DTYPE_NAMES, default=RunConfig.dtype)
+    model.add_argument("--dtype", choices=DTYPE_NAMES, default=RunConfig.dtype,
+                       help="auto: float32 on CPU, the checkpoint's dtype on a GPU (default: %(default)s)")
     model.add_argument("--device", default=RunConfig.device,
                        help="auto, cuda, cuda:1, mps or cpu (default: %(default)s)")
     model.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format,

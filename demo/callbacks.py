@@ -72,6 +72,17 @@ def respond(engine: Engine, kind: str, relation: str, verdict: str, position: An
     """The page from its input values alone: the source is derived from the inputs as they are when the request
     is made (never from state another request may not have updated yet), so whatever order requests finish in,
     the last one shows exactly what the page's inputs say."""
+    try:
+        return _respond(engine, kind, relation, verdict, position, path, question, method, names, values, layer,
+                        max_bytes, max_pixels, progress)
+    except Exception as err:  # noqa: BLE001  (the page must keep working; the server log has the traceback)
+        logger.exception("demo request failed")
+        return Shown(describe(engine, None), None, 0,
+                     View(f"internal error ({type(err).__name__}: {err}); the server log has the details"))
+
+
+def _respond(engine, kind, relation, verdict, position, path, question, method, names, values, layer, max_bytes,
+             max_pixels, progress) -> Shown:
     if kind == UPLOADED:
         source, problem = upload(path, question, max_bytes=max_bytes, max_pixels=max_pixels)
         if source is None:
@@ -104,9 +115,6 @@ def show(engine: Engine, source: Source, method: str, names: Sequence[str], valu
                     figures.masses(result, drawn), drawn, result)
     except ToolkitError as err:
         return View(str(err))
-    except Exception as err:  # noqa: BLE001  (the page must keep working; the server log has the traceback)
-        logger.exception("demo request failed")
-        return View(f"internal error ({type(err).__name__}: {err}); the server log has the details")
 
 
 def choose_samples(engine: Engine, relation: str, verdict: str, progress: Progress = silent) -> Selection:

@@ -145,7 +145,7 @@ class Engine:
         return Result(source, sample, self._boxes(sample, image), base, method, base_cached, method_cached)
 
     def _outcome(self, source, sample, image, configuration, progress) -> tuple[Outcome, bool]:
-        key = (source, configuration)
+        key = (source.key, configuration)
         found = self._cached(key)
         if found is not None:
             return found, True

@@ -29,6 +29,11 @@ class DatasetSource:
 
     index: int
 
+    @property
+    def key(self) -> tuple:
+        """What identifies the answered input in the result cache."""
+        return ("sample", self.index)
+
 
 @dataclass(frozen=True)
 class UploadSource:
@@ -38,6 +43,11 @@ class UploadSource:
     question: str
     name: str = field(compare=False)
     image: Image.Image = field(compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple:
+        """The cache's key holds no pixels, so cached results never keep uploaded images alive."""
+        return ("upload", self.digest, self.question)
 
     def sample(self) -> Sample:
         """A `Sample` for the toolkit's batch API; there is no gold answer, so nothing is judged."""

@@ -225,7 +225,9 @@ def test_unknown_samples_give_messages(engine):
 
 def test_an_unexpected_failure_is_one_line_in_the_page(engine, monkeypatch):
     monkeypatch.setattr(engine, "result", lambda *a, **k: 1 / 0)
-    assert show(engine, DatasetSource(0), "scaling_vis").message.startswith("internal error (ZeroDivisionError")
+    failed = callbacks.respond(engine, callbacks.DATASET_SAMPLE, callbacks.ALL, callbacks.ALL, 0, None, None,
+                               "scaling_vis", NAMES, values("scaling_vis"), None)
+    assert failed.view.message.startswith("internal error (ZeroDivisionError") and failed.view.heatmap is None
 
 
 def test_uploads_that_are_not_images_or_too_large_are_refused(tmp_path):
