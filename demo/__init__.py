@@ -7,6 +7,6 @@
     attention.py  per registry strategy, the intervention under which a generation shows the method's attention
     figures.py    the heatmaps (baseline vs method, one layer) and the attention mass per layer, as images
     callbacks.py  page inputs -> what the page shows; problems become messages (tests call these directly)
-    page.py       the Gradio layout and event wiring
+    page.py       the Gradio layout and event wiring; widgets.py: a slider whose typed values the callbacks check
     server.py     loading once, building the page, serving it
 """

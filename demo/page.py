@@ -13,6 +13,7 @@ from demo import callbacks
 from demo.callbacks import ALL, DATASET_SAMPLE, SOURCE_KINDS, UPLOADED, VERDICT_FILTERS
 from demo.controls import CHECKBOX, CHOICE, SLIDER, Control, control_names, controls_for, method_choices
 from demo.engine import Engine
+from demo.widgets import Slider
 from methods import all_methods, get_method
 
 INTRO = """# Where does the model look? ScalingVis, AdaptVis and friends
@@ -23,16 +24,6 @@ Model **{model}**, dataset **{dataset}** ({n} samples)."""
 
 # Gradio's default theme fetches fonts from the web; the demo must work offline, so it uses the system's fonts.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
-
-
-class Slider(gr.Slider):
-    """Gradio's slider, but a value typed into its box reaches the callback as it is: out of range or empty, it is
-    refused there with a sentence naming the setting and its range (Gradio's own check shows a bare "Error")."""
-
-    is_template = True  # drawn by Gradio's slider (a template component)
-
-    def preprocess(self, payload):
-        return payload
 
 
 def all_controls(dataset: str) -> dict[str, Control]:
