@@ -15,7 +15,7 @@ from dataset_zoo import get_dataset
 from dataset_zoo.boxes import box_source_for
 from demo import callbacks
 from demo.attention import INTERVENTIONS
-from demo.controls import CHECKBOX, CHOICE, SLIDER, configuration_from, control_names, controls_for
+from demo.controls import CHECKBOX, CHOICE, SLIDER, TEXT, configuration_from, control_names, controls_for
 from demo.engine import Engine
 from demo.sources import DatasetSource
 from intervention.capture import capture
@@ -80,8 +80,10 @@ def test_every_registered_hyperparameter_gets_a_control_with_its_range_and_datas
             if h.kind in (int, float):
                 assert control.kind == SLIDER and control.minimum <= control.value <= control.maximum
                 assert (h.low is None or control.minimum == h.low) and (h.high is None or control.maximum == h.high)
-            else:
-                assert control.kind == (CHECKBOX if h.kind is bool else CHOICE)
+            elif h.kind is bool:
+                assert control.kind == CHECKBOX
+            else:  # words: a menu when the registry lists them, else free text (e.g. DoLa's layer set)
+                assert control.kind == (CHOICE if h.choices else TEXT)
     weight = controls_for("scaling_vis", DATASET)[0]
     assert (weight.minimum, weight.maximum, weight.step, weight.value) == (0.0, 2.0, 0.01, 0.8)
     adapt = {c.name: c.value for c in controls_for("adapt_vis", DATASET)}

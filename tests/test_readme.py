@@ -53,6 +53,7 @@ def shell(command: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_the_readme_blocks_are_found():
     commands = quickstart_commands()
     assert commands[0].startswith("python main_aro.py") and commands[1].startswith("python -m evaluation.report")
+    assert commands[2].startswith("python app.py")  # a server: started by tests/test_app_browser.py
     assert "get_model(" in block_after("api")
 
 
@@ -60,7 +61,7 @@ def test_the_readme_blocks_are_found():
 def test_quickstart_tables_and_api_snippet_run_as_written(tmp_path):
     """~25 s on two quiet cores (the demo: 400 samples x 3 configurations), minutes on a loaded machine."""
     clone = fresh_copy(tmp_path / "clone")
-    demo, tables = quickstart_commands()
+    demo, tables = quickstart_commands()[:2]
     done = shell(demo, clone)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = [line.split()[0] for line in done.stdout.splitlines()]
