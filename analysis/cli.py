@@ -30,7 +30,9 @@ from runner.cli import build_parser as evaluation_parser
 logger = logging.getLogger(__name__)
 
 # main_aro.py flags that only concern evaluation run folders; hidden here (they are accepted and ignored)
-_EVALUATION_ONLY = ("output_dir", "overwrite", "num_workers")
+# main_aro.py flags that mean nothing here (the analyses answer the samples as they are); --boxes-json and
+# --coco-annotations are kept: they name the object boxes the overlap figures need.
+_EVALUATION_ONLY = ("output_dir", "overwrite", "num_workers", "flip_test", "visual_prompt", "box_colour", "box_width")
 
 
 def _shared_flags() -> argparse.ArgumentParser:
@@ -52,9 +54,6 @@ def _shared_flags() -> argparse.ArgumentParser:
                             "0,3,7 (default: the first 4)")
     group.add_argument("--layers", default=None, help="language-model layers to draw, e.g. 8,16,24 (default: per "
                                                       "figure)")
-    group.add_argument("--boxes-json", default=None, help="object boxes: a boxes JSON (schema in dataset_zoo/boxes.py)")
-    group.add_argument("--coco-annotations", default=None,
-                       help="object boxes: COCO instance annotations (e.g. instances_val2017.json), matched by name")
     group.add_argument("--dpi", type=int, default=100, help="PNG resolution (default: %(default)s)")
     return parent
 

@@ -74,6 +74,9 @@ class BoxPrompt:
         self.drawn += 1
         return draw_boxes(image, [named.box for named in boxes], self.colour, self.width)
 
+    def settings(self) -> dict:
+        """What draws the boxes (for run folders): kind, colour, width and the box source."""
+        return {"kind": self.kind, "colour": self.colour, "width": self.width, "source": self.source.describe()}
+
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "colour": self.colour, "width": self.width, "source": self.source.describe(),
-                "drawn": self.drawn, "missing": self.missing}
+        return {**self.settings(), "drawn": self.drawn, "missing": self.missing}

@@ -152,7 +152,8 @@ def read_run(folder: Path) -> Optional[RunRecord]:
         logger.warning("skipping %s: method %r is not one of this version's (%s)", folder.name, config["method"],
                        ", ".join(method_names()))
         return None
-    settings = dict((name, config.get(name)) for name in SETTINGS)
+    # A setting added after the folder was written has the value the run had: the default of its time.
+    settings = {name: config.get(name, getattr(RunConfig, name, None)) for name in SETTINGS}
     settings["option"] = effective_option(config["dataset"], config.get("option"))
     return RunRecord(
         path=folder, dataset=config["dataset"], model=str(config["model"]), method=config["method"],

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 from common.cli import OneLineParser
 from dataset_zoo.catalog import OPTION_NAMES
 from dataset_zoo.splits import SPLITS
+from dataset_zoo.visual_prompt import VISUAL_PROMPTS
 from methods import all_hyperparameters, all_methods, methods_taking
 from methods.registry import format_value
 from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
@@ -49,6 +50,21 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
                       help="file of VSR_random / VSR_zeroshot to read (default: %(default)s)")
     data.add_argument("--vsr-paper-resize", action="store_true",
                       help="stretch VSR images to 2300x4096 before the processor, as the original code did")
+    data.add_argument("--flip-test", action="store_true",
+                      help="also answer each sample's horizontal mirror (left <-> right swapped; ambiguous VSR "
+                           "captions left out) and report flip consistency: does the answer flip with the image?")
+    data.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default=RunConfig.visual_prompt,
+                      help="box: draw boxes around the objects the question names before the model sees the image "
+                           "(default: %(default)s)")
+    data.add_argument("--box-colour", default=RunConfig.box_colour,
+                      help="--visual-prompt box: a colour name or #rrggbb (default: %(default)s)")
+    data.add_argument("--box-width", type=int, default=RunConfig.box_width,
+                      help="--visual-prompt box: line width in pixels (default: %(default)s)")
+    data.add_argument("--boxes-json", default=None,
+                      help="--visual-prompt box: a boxes JSON (schema in dataset_zoo/boxes.py); default: the "
+                           "synthetic scenes' own boxes")
+    data.add_argument("--coco-annotations", default=None,
+                      help="--visual-prompt box: COCO instances JSON (e.g. instances_val2017.json) for COCO-QA/VSR")
     data.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (smoke runs)")
     data.add_argument("--seed", type=int, default=RunConfig.seed, help="split seed (default: %(default)s)")
 

@@ -60,6 +60,12 @@ class RunConfig:
     prompt_variant: str = "default"
     vsr_split: str = "test"
     vsr_paper_resize: bool = False
+    flip_test: bool = False
+    visual_prompt: str = "none"
+    box_colour: str = "red"
+    box_width: int = 3
+    boxes_json: Optional[str] = None
+    coco_annotations: Optional[str] = None
     download: bool = False
     dtype: str = "auto"
     device: str = "auto"
@@ -165,7 +171,8 @@ def expand_methods(config: RunConfig) -> list[Configuration]:
 # Settings that change results besides the dataset, model, split and the method's hyper-parameters.
 # Runs are comparable (one baseline, candidates of one val selection) only when all of these agree.
 RESULT_SETTINGS = ("option", "match", "seed", "prompt_format", "max_new_tokens", "limit", "dtype", "revision",
-                   "prompt_dir", "prompt_variant", "vsr_split", "vsr_paper_resize")
+                   "prompt_dir", "prompt_variant", "vsr_split", "vsr_paper_resize", "flip_test", "visual_prompt",
+                   "box_colour", "box_width", "boxes_json", "coco_annotations")
 # Those not spelled out in a run folder's name; a hash of them keeps folders of different settings apart.
 _HASHED_SETTINGS = ("model_path",) + tuple(s for s in RESULT_SETTINGS if s not in ("option", "match", "seed"))
 

@@ -8,7 +8,8 @@ sample needs once). Records go to each configuration's own `samples.jsonl` after
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -108,12 +109,17 @@ def running_accuracy(runs: Sequence[PendingRun]) -> str:
     return f"acc={min(accuracies):.3f}-{max(accuracies):.3f}"
 
 
-def iterate_batches(samples: Sequence[Sample], batch_size: int, num_workers: int) -> Iterator[tuple[list, list]]:
-    """(samples, RGB images) per batch; images are read by `num_workers` loader processes."""
+def iterate_batches(samples: Sequence[Sample], batch_size: int, num_workers: int,
+                    transform: Optional[Callable] = None) -> Iterator[tuple[list, list]]:
+    """(samples, RGB images) per batch; images are read by `num_workers` loader processes and passed through
+    `transform(sample, image)` when given (a visual prompt)."""
     loader = torch.utils.data.DataLoader(list(samples), batch_size=batch_size, shuffle=False,
-                                         num_workers=num_workers, collate_fn=_load_images)
+                                         num_workers=num_workers, collate_fn=partial(_load_images, transform))
     yield from loader
 
 
-def _load_images(batch: list[Sample]) -> tuple[list[Sample], list]:
-    return batch, [sample.image for sample in batch]
+def _load_images(transform: Optional[Callable], batch: list[Sample]) -> tuple[list[Sample], list]:
+    images = [sample.image for sample in batch]
+    if transform is not None:
+        images = [transform(sample, image) for sample, image in zip(batch, images)]
+    return batch, images

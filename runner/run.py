@@ -24,6 +24,7 @@ from common.errors import ToolkitError
 from dataset_zoo import get_dataset
 from methods import Configuration
 from runner.config import RunConfig, expand_methods, run_path, run_record, validate
+from runner.augment import metrics_from_records, visual_prompt, with_flips
 from runner.evaluate import PendingRun, confidence_pass, evaluate_samples, iterate_batches
 from runner.identity import CACHE_FILE, FingerprintCache, check_identity, run_identity
 from runner.lock import LOCK_FILE, locked
@@ -33,8 +34,6 @@ from runner.shards import Shard, current_shard, merge_parts, process_device, sha
 from runner.summary import domain_notice
 from runner.threshold import is_auto, settle_threshold
 from runner.timing import Timing, timed
-from scoring import compute_metrics
-from scoring.matching import Judgement
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +87,7 @@ def _run(config: RunConfig, shard: Shard) -> list[RunOutcome]:
     # Folders are named after the format actually used, so "auto" and its explicit value share them.
     config = replace(config, prompt_format=checkpoint.prompt_format)
     dataset = load_dataset_once(config, shard)
+    prompt = visual_prompt(config)  # a missing box source is reported before any weight loads
     # A fine-tuned adapter is judged by its own folder, not by what its base model was trained on.
     notice = domain_notice(config.model_label, Path(checkpoint.adapter or checkpoint.model_id), config.dataset)
     if notice and shard.is_main:
@@ -99,9 +99,9 @@ def _run(config: RunConfig, shard: Shard) -> list[RunOutcome]:
         with locked([folder.path for folder in folders.values()], enabled=shard.is_main):
             if shard.is_main:
                 identity = run_identity(config, dataset, checkpoint, FingerprintCache(output_root / CACHE_FILE))
-                prepare_folders(config, dataset, folders, identity)
+                prepare_folders(config, dataset, folders, identity, prompt)
             shard.barrier()
-            outcomes = evaluate_and_finish(config, dataset, folders, checkpoint, shard, timing)
+            outcomes = evaluate_and_finish(config, dataset, folders, checkpoint, shard, timing, prompt)
     except BaseException:
         if shard.is_main:
             remove_unstarted(new, output_root)
@@ -120,19 +120,21 @@ def check_device(config: RunConfig, shard: Shard) -> None:
                        "its numbers will differ from a GPU run's: prefer --dtype float32 or bfloat16")
 
 
-def prepare_folders(config: RunConfig, dataset, folders: dict[Configuration, RunFolder], identity: dict) -> None:
+def prepare_folders(config: RunConfig, dataset, folders: dict[Configuration, RunFolder], identity: dict,
+                    prompt=None) -> None:
     """Check every existing folder's inputs first (so a mismatch changes nothing), then prepare them."""
     if not config.overwrite:
         for folder in folders.values():
             check_identity(folder.path, (folder.read_config() or {}).get("identity"), identity)
     order = {sample.id: position for position, sample in enumerate(dataset)}
-    environment = {"versions": library_versions(), "git": git_commit(), "identity": identity}
+    environment = {"versions": library_versions(), "git": git_commit(), "identity": identity,
+                   "visual_prompt_info": None if prompt is None else prompt.settings()}
     for spec, folder in folders.items():
         prepare_folder(config, dataset, spec, folder, order, environment)
 
 
 def evaluate_and_finish(config: RunConfig, dataset, folders: dict[Configuration, RunFolder], checkpoint,
-                        shard: Shard, timing: Timing) -> list[RunOutcome]:
+                        shard: Shard, timing: Timing, prompt=None) -> list[RunOutcome]:
     """Answer what is missing, then (process 0) compute and record every configuration's metrics."""
     output_root = Path(config.output_dir)
     order = {sample.id: position for position, sample in enumerate(dataset)}
@@ -140,7 +142,7 @@ def evaluate_and_finish(config: RunConfig, dataset, folders: dict[Configuration,
     done = {spec: {r["id"] for r in folder.completed_records()} for spec, folder in folders.items()
             if spec not in finished_before}
     model = LazyModel(checkpoint, config, shard, timing)
-    evaluate_pending(config, dataset, folders, done, model, shard, timing)
+    evaluate_pending(config, dataset, folders, done, model, shard, timing, prompt)
     if not shard.is_main:
         return []
     return [RunOutcome(spec, folder.path, folder.read_results(), skipped=True) if spec in finished_before else
@@ -166,8 +168,10 @@ def remove_unstarted(new: list[RunFolder], output_root: Path) -> None:
 
 
 def evaluate_pending(config: RunConfig, dataset, folders: dict[Configuration, RunFolder],
-                     done: dict[Configuration, set[str]], model: LazyModel, shard: Shard, timing: Timing) -> None:
-    """Answer this process's share of the samples some unfinished configuration still needs."""
+                     done: dict[Configuration, set[str]], model: LazyModel, shard: Shard, timing: Timing,
+                     prompt=None) -> None:
+    """Answer this process's share of the samples some unfinished configuration still needs (`prompt`:
+    the visual prompt drawn on each image, if any)."""
     if not done:
         return
     auto = [spec for spec in done if is_auto(spec)]
@@ -185,7 +189,8 @@ def evaluate_pending(config: RunConfig, dataset, folders: dict[Configuration, Ru
             if shard.is_main:
                 for run in runs:
                     record_model(folders[run.spec], vlm)
-            evaluate_samples(vlm, todo, runs, config, iterate_batches(todo, config.batch_size, config.num_workers))
+            batches = iterate_batches(todo, config.batch_size, config.num_workers, prompt)
+            evaluate_samples(vlm, todo, runs, config, batches)
         shard.barrier()  # the pass ends when every process is done
 
 
@@ -227,11 +232,13 @@ def load_dataset_once(config: RunConfig, shard: Shard):
 
 
 def load_dataset(config: RunConfig, download: bool):
+    """The evaluated samples: the dataset (its first --limit samples), and with --flip-test their mirrors."""
     dataset = get_dataset(config.dataset, root=config.data_root, split=config.split, option=config.option,
                           download=download, seed=config.seed, prompt_dir=config.prompt_dir,
                           prompt_variant=config.prompt_variant, vsr_split=config.vsr_split,
                           vsr_paper_resize=config.vsr_paper_resize)
-    return dataset[: config.limit] if config.limit else dataset
+    dataset = dataset[: config.limit] if config.limit else dataset
+    return with_flips(dataset) if config.flip_test else dataset
 
 
 def open_model(config: RunConfig):
@@ -298,11 +305,3 @@ def finish(dataset, spec: Configuration, folder: RunFolder, order: dict[str, int
     folder.write_config(settings)
     write_summary_row(output_root, settings, metrics)
     return RunOutcome(spec, folder.path, metrics)
-
-
-def metrics_from_records(dataset, by_id: dict[str, dict]) -> dict:
-    """All metrics of the data layer, computed from the verdicts stored in samples.jsonl."""
-    samples = list(dataset)
-    judgements = [Judgement(by_id[s.id]["prediction"], bool(by_id[s.id]["correct"]), by_id[s.id].get("score"))
-                  for s in samples]
-    return compute_metrics(judgements, samples, has_groups=dataset.has_groups, task=dataset.task)

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 COLUMNS = (("accuracy", "Acc", "no samples"),
            ("pair_accuracy", "Pair Acc", "no complete pair in this split"),
            ("set_accuracy", "Set Acc", "no complete set in this split"),
-           ("f1", "F1", "undefined: no 'yes' among the gold labels and the answers"))
+           ("f1", "F1", "undefined: no 'yes' among the gold labels and the answers"),
+           ("flip_consistency.consistency", "Flip", "no original/flipped pair with both answers parsed"))
 UNPARSED_TITLE = "Unparsed"
 # A run is "mostly unparsed" above this share of its answers.
 MOSTLY = 0.5
@@ -35,19 +36,28 @@ def outcome_summary(outcomes: Sequence["RunOutcome"]) -> Optional[str]:
     if not outcomes:
         return None
     # A column is shown when the dataset has the metric (the key exists), even where it is empty.
-    shown = [(key, title, why) for key, title, why in COLUMNS if any(key in o.metrics for o in outcomes)]
+    shown = [(key, title, why) for key, title, why in COLUMNS
+             if any(key.split(".")[0] in o.metrics for o in outcomes)]
     width = max(len("configuration"), *(len(o.spec.label()) for o in outcomes))
     titles = [title for _, title, _ in shown] + [UNPARSED_TITLE]
     lines = [f"{'configuration':<{width}}  " + "  ".join(f"{title:>8}" for title in titles)]
     for outcome in outcomes:
-        cells = [_percent(outcome.metrics.get(key)) for key, _, _ in shown]
+        cells = [_percent(_lookup(outcome.metrics, key)) for key, _, _ in shown]
         cells.append(str(outcome.metrics.get("n_unparsed", "-")))
         lines.append(f"{outcome.spec.label():<{width}}  " + "  ".join(f"{cell:>8}" for cell in cells))
     lines += [f"{title}: {why}" for key, title, why in shown
-              if any(key in o.metrics and o.metrics[key] is None for o in outcomes)]
+              if any(key.split(".")[0] in o.metrics and _lookup(o.metrics, key) is None for o in outcomes)]
     lines += unparsed_warnings(outcomes)
     lines += list(dict.fromkeys(notice for outcome in outcomes for notice in outcome.notices))
     return "\n".join(lines)
+
+
+def _lookup(metrics: dict, key: str):
+    """metrics[key], a dotted key reading a nested one (flip_consistency.consistency); None when absent."""
+    value = metrics
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
 
 
 def _percent(value: Optional[float]) -> str:
