@@ -8,7 +8,7 @@ import pytest
 
 from evaluation import report
 from evaluation.report_tables import latex_escape, with_delta
-from tests.fixtures_runs import controlled_metrics, write_grid, write_run
+from tests.fixtures_runs import SCALING_TEST, SCALING_VAL, controlled_metrics, write_grid, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -251,3 +251,28 @@ def test_cli_bad_choice_exits_2(grid_root):
     with pytest.raises(SystemExit) as exit_info:
         report.main([str(grid_root), "--format", "html"])
     assert exit_info.value.code == 2
+
+
+def test_test_split_curves_come_from_the_val_grid_with_the_test_results_marked(grid_root, monkeypatch, tmp_path):
+    """Issue 12 item 3: on test only the selected configurations exist, so the curve is the val grid's."""
+    from evaluation import plots
+
+    drawn = {}
+
+    def keep(figure, path):
+        axes = figure.axes[0]
+        drawn[path.name] = ([(tuple(line.get_xdata()), tuple(line.get_ydata()), line.get_label())
+                             for line in axes.lines if "Baseline" not in line.get_label()],
+                            [tuple(map(tuple, c.get_offsets())) for c in axes.collections])
+        return [path]
+
+    monkeypatch.setattr(plots, "_save", keep)
+    runs = report.load_runs(grid_root)
+    plots.write_plots([run for run in runs if run.split == "test"], tmp_path, pool=runs)
+    [(xs, ys, label)], [marked] = drawn["scaling_vis__Controlled_Images_A__llava1.5__test__four.png"]
+    val = SCALING_VAL["Controlled_Images_A"]
+    assert xs == tuple(sorted(val)) and ys == tuple(100 * val[a] for a in sorted(val)) and label.endswith("(val)")
+    assert sorted(marked) == sorted((alpha, 100 * values[0]) for alpha, values in
+                                    SCALING_TEST["Controlled_Images_A"].items())
+    lines, _ = drawn["scaling_vis__VSR__llava1.5__test.png"]  # no val runs: the test points themselves
+    assert [label for _, _, label in lines] == ["ScalingVis"]
