@@ -174,14 +174,17 @@ class Method:
             values.update(self.defaults_for(dataset))
         return values
 
-    def label(self, values: dict) -> str:
+    def label(self, values: dict, number: Optional[Callable[[Any], str]] = None) -> str:
+        """`scaling_vis_a-0.8_scope-all`; `number` writes the values (default `format_value`; run folders
+        use sortable ones)."""
+        number = number or format_value
         parts = []
         for h in self.hyperparameters:
             value = values.get(h.name, h.default)
             if h.short:
-                parts.append(f"{h.short}-{format_value(value)}")
+                parts.append(f"{h.short}-{number(value)}")
             elif value != h.default:
-                parts.append(f"{h.name}-{format_value(value)}")
+                parts.append(f"{h.name}-{number(value)}")
         return "_".join([self.name, *parts])
 
     def preference_key(self, values: dict) -> tuple:

@@ -205,16 +205,7 @@ def run_path(config: RunConfig, configuration: Configuration, option: Optional[s
 def folder_label(configuration: Configuration) -> str:
     """`methods.Method.label` with sortable numbers: `adapt_vis_w1-0.50_w2-1.50_t-0.20`, so that a directory
     listing puts t-0.20 before t-0.25 and t-0.30 (`sortable_number`)."""
-    method = configuration.entry
-    values = configuration.hyperparameters
-    parts = []
-    for hyperparameter in method.hyperparameters:
-        value = values.get(hyperparameter.name, hyperparameter.default)
-        if hyperparameter.short:
-            parts.append(f"{hyperparameter.short}-{sortable_number(value)}")
-        elif value != hyperparameter.default:
-            parts.append(f"{hyperparameter.name}-{sortable_number(value)}")
-    return "_".join([method.name, *parts])
+    return configuration.entry.label(configuration.hyperparameters, number=sortable_number)
 
 
 def sortable_number(value: Any) -> str:
