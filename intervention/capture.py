@@ -35,8 +35,8 @@ import torch
 
 from common.errors import ToolkitError
 from intervention import rows
-from intervention.compat import Cache
-from intervention.lm import RegisteredAttention, hf_model, lm_attention_modules
+from intervention.lm import (RegisteredAttention, hf_model, lm_attention_modules, prompt_ids, refuse_right_padding,
+                             starts_sequence)
 from intervention.rows import RowObserver, RowPlan
 from intervention.scaling_vis import ScalingVis, validate_alpha
 from model_zoo.geometry import image_geometries
@@ -192,18 +192,14 @@ class capture_attention:
             self._switch, self._hook = None, None
 
     def _observe_call(self, module, args, kwargs) -> None:
-        cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
-        if cache is not None and cache.get_seq_length() > 0:
+        if not starts_sequence(kwargs):
             return
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
+        input_ids = prompt_ids(args, kwargs)
         if input_ids is None:
             raise ToolkitError("attention capture needs input_ids to locate image tokens; call the model with "
                                "input_ids, not inputs_embeds")
-        mask = kwargs.get("attention_mask")
-        if mask is not None and mask.dim() == 2 and not bool(mask[:, -1].all()):
-            raise ToolkitError("the batch is right-padded; attention capture reads the last prompt position, so "
-                               "pad on the left (as VLM.prepare does)")
-        self.observer.start_prompt(input_ids, mask)
+        refuse_right_padding(kwargs.get("attention_mask"), "attention capture reads the last prompt position")
+        self.observer.start_prompt(input_ids, kwargs.get("attention_mask"))
 
 
 @dataclass

@@ -28,8 +28,8 @@ from common.errors import ToolkitError
 from intervention import compat, rows
 from intervention.clvs_defaults import BETA, LAMBDA, SCOPE, TAU
 from intervention.clvs_state import ClvsState
-from intervention.compat import Cache
-from intervention.lm import RegisteredAttention, hf_model, language_model, lm_attention_modules
+from intervention.lm import (RegisteredAttention, check_every_layer_called, hf_model, language_model,
+                             lm_attention_modules, prompt_ids, refuse_right_padding, starts_sequence)
 from intervention.scopes import SCOPES
 
 
@@ -162,26 +162,13 @@ class ClvsSmoothing:
             self._last, self.state, self._hooks, self._switch = self.state, None, [], None
 
     def _observe_call(self, module, args, kwargs) -> None:
-        cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
-        if cache is not None and cache.get_seq_length() > 0:
-            return
-        attention_mask = kwargs.get("attention_mask")
-        if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
-            raise ToolkitError("the batch is right-padded; CLVS smooths the last prompt position, so pad on the left "
-                               "(tokenizer.padding_side = 'left', as VLM.prepare does)")
-        self.state.observe_prompt(kwargs.get("input_ids", args[0] if args else None))
+        if starts_sequence(kwargs):
+            refuse_right_padding(kwargs.get("attention_mask"), "CLVS smooths the last prompt position")
+            self.state.observe_prompt(prompt_ids(args, kwargs))
 
     def _check_called(self, module, args, output) -> None:
-        """After each forward: every language-model attention module ran the registered function."""
-        if not rows.is_innermost(self.state):
-            return  # a nested editor on the same model answers for this forward
-        skipped = len(self.state.module_layers.keys() - self.state.modules_called)
-        self.state.modules_called.clear()
-        if skipped:
-            raise ToolkitError(f"{skipped} attention layer(s) of the language model of {type(self.model).__name__} "
-                               f"did not call the toolkit's attention function during this forward, so CLVS would "
-                               f"not act there; this model or transformers version routes attention differently "
-                               f"and is not supported")
+        if rows.is_innermost(self.state):  # else a nested editor on the same model answers for this forward
+            check_every_layer_called(self.state, self.model, "CLVS would not act there")
 
 
 class CLVS:

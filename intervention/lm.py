@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from common.errors import ToolkitError
 from intervention import attention
-from intervention.compat import attention_implementation
+from intervention.compat import Cache, attention_implementation
 
 _LM_PATHS = ("model.language_model", "language_model", "model.text_model")
 
@@ -40,6 +40,38 @@ def lm_attention_modules(model) -> dict[int, int]:
     if not modules:
         raise ToolkitError(f"found no causal self-attention layers in the language model of {type(model).__name__}")
     return modules
+
+
+def starts_sequence(kwargs: dict) -> bool:
+    """Whether a forward (its kwargs, seen by a pre-hook) starts a sequence: no cache, or an empty one.
+    The cache is found by type, not by its keyword, which transformers renamed (`intervention.compat`)."""
+    cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
+    return cache is None or cache.get_seq_length() == 0
+
+
+def prompt_ids(args: tuple, kwargs: dict):
+    """The `input_ids` a forward pre-hook sees (keyword or first positional argument), or None."""
+    return kwargs.get("input_ids", args[0] if args else None)
+
+
+def refuse_right_padding(attention_mask, reads: str) -> None:
+    """Row interventions act on the last prompt position, which right padding fills with a pad token.
+    `reads`: what the caller does there, for the message ("ScalingVis targets the last prompt position")."""
+    if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
+        raise ToolkitError(f"the batch is right-padded; {reads}, so pad on the left "
+                           f"(tokenizer.padding_side = 'left', as VLM.prepare does)")
+
+
+def check_every_layer_called(party, model, consequence: str) -> None:
+    """After a forward: every language-model attention module of `party` ran the registered function
+    (`party.modules_called`, filled by its `note_call`), then start counting afresh.
+    `consequence`: what a skipped layer would mean ("ScalingVis would not apply alpha there")."""
+    skipped = len(party.module_layers.keys() - party.modules_called)
+    party.modules_called.clear()
+    if skipped:
+        raise ToolkitError(f"{skipped} attention layer(s) of the language model of {type(model).__name__} did not "
+                           f"call the toolkit's attention function during this forward, so {consequence}; this "
+                           f"model or transformers version routes attention differently and is not supported")
 
 
 class RegisteredAttention:

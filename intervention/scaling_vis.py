@@ -21,8 +21,8 @@ import torch
 
 from common.errors import ToolkitError
 from intervention import rows
-from intervention.compat import Cache
-from intervention.lm import RegisteredAttention, hf_model, lm_attention_modules
+from intervention.lm import (RegisteredAttention, check_every_layer_called, hf_model, lm_attention_modules,
+                             prompt_ids, refuse_right_padding, starts_sequence)
 from intervention.scopes import SCOPES
 from intervention.state import ScalingState
 
@@ -109,24 +109,13 @@ class ScalingVis:
             self.state, self._hooks, self._switch = None, [], None
 
     def _observe_call(self, module, args, kwargs) -> None:
-        cache = next((value for value in kwargs.values() if isinstance(value, Cache)), None)
-        if cache is not None and cache.get_seq_length() > 0:
-            return
-        _refuse_right_padding(kwargs.get("attention_mask"))
-        input_ids = kwargs.get("input_ids", args[0] if args else None)
-        self.state.observe_prompt(input_ids)
+        if starts_sequence(kwargs):
+            refuse_right_padding(kwargs.get("attention_mask"), "ScalingVis targets the last prompt position")
+            self.state.observe_prompt(prompt_ids(args, kwargs))
 
     def _check_called(self, module, args, output) -> None:
-        """After each forward: every language-model attention module ran the registered function."""
-        if not rows.is_innermost(self.state):
-            return  # a nested ScalingVis on the same model answers for this forward
-        skipped = len(self.state.module_layers.keys() - self.state.modules_called)
-        self.state.modules_called.clear()
-        if skipped:
-            raise ToolkitError(f"{skipped} attention layer(s) of the language model of {type(self.model).__name__} "
-                               f"did not call the ScalingVis attention function during this forward, so alpha would "
-                               f"not be applied there; this model or transformers version routes attention "
-                               f"differently and is not supported")
+        if rows.is_innermost(self.state):  # else a nested ScalingVis on the same model answers for this forward
+            check_every_layer_called(self.state, self.model, "ScalingVis would not apply alpha there")
 
 
 def validate_alpha(alpha):
@@ -167,11 +156,3 @@ def _refuse_sliding_window_config(model) -> None:
     if windowed:
         raise ToolkitError(f"{type(model).__name__} uses sliding-window attention layers, which ScalingVis/AdaptVis "
                            f"do not support yet (key positions would be misread); use a model without them")
-
-
-def _refuse_right_padding(attention_mask) -> None:
-    if attention_mask is not None and attention_mask.dim() == 2 and not bool(attention_mask[:, -1].all()):
-        raise ToolkitError("the batch is right-padded; ScalingVis targets the last prompt position, so pad on the "
-                           "left (tokenizer.padding_side = 'left', as VLM.prepare does)")
-
-
