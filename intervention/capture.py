@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from common.errors import ToolkitError
-from intervention import rows
-from intervention.lm import (RegisteredAttention, hf_model, lm_attention_modules, prompt_ids, refuse_right_padding,
+from intervention.lm import (Activation, hf_model, lm_attention_modules, prompt_ids, refuse_right_padding,
                              starts_sequence)
 from intervention.rows import RowObserver, RowPlan
 from intervention.scaling_vis import ScalingVis, validate_alpha
@@ -155,8 +154,7 @@ class capture_attention:
         self.samples: list[CapturedAttention] = []
         self._on_sample = on_sample or self.samples.append
         self.observer: Optional[AttentionObserver] = None
-        self._switch: Optional[RegisteredAttention] = None
-        self._hook = None
+        self._activation: Optional[Activation] = None
 
     def __enter__(self) -> "capture_attention":
         token_id = getattr(self.model.config, "image_token_id", None)
@@ -165,13 +163,8 @@ class capture_attention:
                                f"it to find image tokens")
         self.observer = AttentionObserver(lm_attention_modules(self.model), int(token_id), self.generated,
                                           self._on_sample)
-        rows.push(self.observer)
-        try:
-            self._switch = RegisteredAttention(self.model).__enter__()
-            self._hook = self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True)
-        except BaseException:
-            self._teardown()
-            raise
+        self._activation = Activation(self.model, self.observer, lambda hooks: hooks.append(
+            self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True)))
         return self
 
     def __exit__(self, exc_type, *exc) -> None:
@@ -179,17 +172,8 @@ class capture_attention:
             if exc_type is None:
                 self.observer.finish()
         finally:
-            self._teardown()
-
-    def _teardown(self) -> None:
-        try:
-            if self._switch is not None:
-                self._switch.__exit__()
-        finally:
-            if self._hook is not None:
-                self._hook.remove()
-            rows.remove(self.observer)
-            self._switch, self._hook = None, None
+            self._activation.close()
+            self._activation = None
 
     def _observe_call(self, module, args, kwargs) -> None:
         if not starts_sequence(kwargs):

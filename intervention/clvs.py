@@ -28,7 +28,7 @@ from common.errors import ToolkitError
 from intervention import compat, rows
 from intervention.clvs_defaults import BETA, LAMBDA, SCOPE, TAU
 from intervention.clvs_state import ClvsState
-from intervention.lm import (RegisteredAttention, check_every_layer_called, hf_model, language_model,
+from intervention.lm import (Activation, check_every_layer_called, hf_model, language_model,
                              lm_attention_modules, prompt_ids, refuse_right_padding, starts_sequence)
 from intervention.scopes import SCOPES
 
@@ -93,8 +93,7 @@ class ClvsSmoothing:
         self.prompt = prompt
         self.state: ClvsState | None = None
         self._last: ClvsState | None = None
-        self._hooks: list = []
-        self._switch: RegisteredAttention | None = None
+        self._activation: Activation | None = None
 
     @property
     def stop_layers(self) -> list[list[int | None]]:
@@ -122,44 +121,24 @@ class ClvsSmoothing:
         lm = language_model(self.model)
         layers = compat.decoder_layers(lm)
         modules = lm_attention_modules(self.model)
-        self.state = ClvsState(modules, _image_token_id(self.model), len(layers), self.lam, self.beta, self.tau,
-                               self.scope, (compat.final_norm(lm), _lm_head(self.model)), self.prompt)
-        rows.push(self.state)
-        try:
-            self._switch = RegisteredAttention(self.model).__enter__()
-            self._install_hooks(layers, modules)
-        except BaseException:
-            self._teardown()
-            raise
+        state = ClvsState(modules, _image_token_id(self.model), len(layers), self.lam, self.beta, self.tau,
+                          self.scope, (compat.final_norm(lm), _lm_head(self.model)), self.prompt)
+        for position, layer in enumerate(layers):
+            _check_layer_index(layer, position, modules)
+        self._activation = Activation(self.model, state, lambda hooks: self._install_hooks(hooks, state, layers))
+        self.state = state
         return self
 
     def __exit__(self, *exc) -> None:
-        self._teardown()
+        self._activation.close()
+        self._last, self.state, self._activation = self.state, None, None
 
-    def _install_hooks(self, layers, modules: dict[int, int]) -> None:
+    def _install_hooks(self, hooks: list, state: ClvsState, layers) -> None:
         if self.prompt is None:
-            self._hooks.append(self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True))
+            hooks.append(self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True))
         for position, layer in enumerate(layers):
-            _check_layer_index(layer, position, modules)
-            self._hooks.append(layer.register_forward_hook(self._layer_hook(position)))
-        self._hooks.append(self.model.register_forward_hook(self._check_called))
-
-    def _layer_hook(self, index: int):
-        state = self.state
-
-        def finish(module, args, output) -> None:
-            state.finish_layer(index, compat.layer_hidden_states(output))
-        return finish
-
-    def _teardown(self) -> None:
-        try:
-            if self._switch is not None:
-                self._switch.__exit__()
-        finally:
-            for hook in self._hooks:
-                hook.remove()
-            rows.remove(self.state)
-            self._last, self.state, self._hooks, self._switch = self.state, None, [], None
+            hooks.append(layer.register_forward_hook(_layer_hook(state, position)))
+        hooks.append(self.model.register_forward_hook(self._check_called))
 
     def _observe_call(self, module, args, kwargs) -> None:
         if starts_sequence(kwargs):
@@ -169,6 +148,12 @@ class ClvsSmoothing:
     def _check_called(self, module, args, output) -> None:
         if rows.is_innermost(self.state):  # else a nested editor on the same model answers for this forward
             check_every_layer_called(self.state, self.model, "CLVS would not act there")
+
+
+def _layer_hook(state: ClvsState, index: int):
+    def finish(module, args, output) -> None:
+        state.finish_layer(index, compat.layer_hidden_states(output))
+    return finish
 
 
 class CLVS:

@@ -7,8 +7,10 @@ the language model now looks the function up, and restores the previous implemen
 """
 from __future__ import annotations
 
+from typing import Callable
+
 from common.errors import ToolkitError
-from intervention import attention
+from intervention import attention, rows
 from intervention.compat import Cache, attention_implementation
 
 _LM_PATHS = ("model.language_model", "language_model", "model.text_model")
@@ -105,3 +107,31 @@ class RegisteredAttention:
             raise ToolkitError(f"could not switch the language model of {type(self.model).__name__} to the "
                                f"toolkit's attention function (it still runs {', '.join(sorted(map(str, wrong)))}); "
                                f"this model's configuration does not expose its language model as 'text_config'")
+
+
+class Activation:
+    """What a row intervention holds while active: `party` on the row stack (`intervention.rows`), the
+    language model of `model` switched to the registered function, and the hooks `install(hooks)` appends
+    to its list. `close()` undoes all three, also when entering failed half-way."""
+
+    def __init__(self, model, party: rows.RowParty, install: Callable[[list], None]):
+        self.party = party
+        self._switch: RegisteredAttention | None = None
+        self._hooks: list = []
+        rows.push(party)
+        try:
+            self._switch = RegisteredAttention(model).__enter__()
+            install(self._hooks)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        try:
+            if self._switch is not None:
+                self._switch.__exit__()
+        finally:
+            for hook in self._hooks:
+                hook.remove()
+            rows.remove(self.party)
+            self._switch, self._hooks = None, []

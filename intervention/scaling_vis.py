@@ -21,7 +21,7 @@ import torch
 
 from common.errors import ToolkitError
 from intervention import rows
-from intervention.lm import (RegisteredAttention, check_every_layer_called, hf_model, lm_attention_modules,
+from intervention.lm import (Activation, check_every_layer_called, hf_model, lm_attention_modules,
                              prompt_ids, refuse_right_padding, starts_sequence)
 from intervention.scopes import SCOPES
 from intervention.state import ScalingState
@@ -54,8 +54,7 @@ class ScalingVis:
         self.layers = None if layers is None else _validate_layers(layers, self.model)
         self.prompt = prompt
         self.state: ScalingState | None = None
-        self._hooks: list = []
-        self._switch: RegisteredAttention | None = None
+        self._activation: Activation | None = None
         self._scaled_calls = 0
 
     @property
@@ -81,32 +80,21 @@ class ScalingVis:
         if self.state is not None:
             raise RuntimeError("this ScalingVis is already active; create a new one to nest")
         _refuse_sliding_window_config(self.model)
-        self.state = ScalingState(lm_attention_modules(self.model), _image_token_id(self.model), self.alpha,
-                                  self.scope, self.layers, self.prompt)
-        rows.push(self.state)
-        try:
-            self._switch = RegisteredAttention(self.model).__enter__()
-            if self.prompt is None:
-                self._hooks.append(self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True))
-            self._hooks.append(self.model.register_forward_hook(self._check_called))
-        except BaseException:
-            self._teardown()
-            raise
+        state = ScalingState(lm_attention_modules(self.model), _image_token_id(self.model), self.alpha, self.scope,
+                             self.layers, self.prompt)
+        self._activation = Activation(self.model, state, self._install_hooks)
+        self.state = state
         return self
 
     def __exit__(self, *exc) -> None:
-        self._teardown()
+        self._scaled_calls = self.state.scaled_calls
+        self._activation.close()
+        self.state, self._activation = None, None
 
-    def _teardown(self) -> None:
-        try:
-            if self._switch is not None:
-                self._switch.__exit__()
-        finally:
-            for hook in self._hooks:
-                hook.remove()
-            self._scaled_calls = self.state.scaled_calls
-            rows.remove(self.state)
-            self.state, self._hooks, self._switch = None, [], None
+    def _install_hooks(self, hooks: list) -> None:
+        if self.prompt is None:
+            hooks.append(self.model.register_forward_pre_hook(self._observe_call, with_kwargs=True))
+        hooks.append(self.model.register_forward_hook(self._check_called))
 
     def _observe_call(self, module, args, kwargs) -> None:
         if starts_sequence(kwargs):
