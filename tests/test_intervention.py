@@ -13,6 +13,7 @@ from intervention.attention import scaling_vis_attention
 from model_zoo.tiny import build_tiny_vlm
 from model_zoo.vlm import VLM
 from tests.conftest import one_sample_inputs, two_sample_inputs
+from tests.eager_reference import eager_logits, eager_output
 
 REFERENCE_NAME = "test_reference_scaled_eager"
 _REFERENCE = {"alpha": 1.0, "image_mask": None}
@@ -21,20 +22,12 @@ _REFERENCE = {"alpha": 1.0, "image_mask": None}
 def reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Plain eager attention applying ScalingVis as the original code does, independent of the toolkit:
     in the square (prefill) call, multiply the last row's logits at image keys by alpha, then add the mask."""
-    n_rep = query.shape[1] // key.shape[1]
-    k = key.repeat_interleave(n_rep, dim=1)
-    v = value.repeat_interleave(n_rep, dim=1)
-    scores = query @ k.transpose(-1, -2) * scaling
+    scores, v = eager_logits(query, key, value, scaling)
     if query.shape[2] == key.shape[2]:
         last = scores[:, :, -1, :]
         image = _REFERENCE["image_mask"][:, None, :]
         scores[:, :, -1, :] = torch.where(image, last * _REFERENCE["alpha"], last)
-    if attention_mask is None:
-        causal = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool).tril(key.shape[2] - query.shape[2])
-        attention_mask = torch.zeros(causal.shape).masked_fill(~causal, torch.finfo(scores.dtype).min)
-    scores = torch.clamp(scores + attention_mask, min=torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
-    return (probs @ v).transpose(1, 2).contiguous(), probs
+    return eager_output(scores, v, attention_mask, query.dtype)
 
 
 AttentionInterface.register(REFERENCE_NAME, reference_attention)

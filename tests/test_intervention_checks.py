@@ -16,6 +16,7 @@ from intervention.attention import scaling_vis_attention
 from intervention.compat import sdpa_attention_forward
 from model_zoo.vlm import VLM
 from tests.conftest import two_sample_inputs
+from tests.eager_reference import eager_logits, eager_output
 
 STEPS = 3
 EVERY_STEP_NAME = "test_reference_every_step"
@@ -25,21 +26,14 @@ _REFERENCE = {"alpha": None, "image_mask": None}
 def every_step_reference(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Plain eager attention that scales, in every call, the logits of the call's last query row (the last
     prompt position at prefill, the new token at each decode step) toward the prompt's image keys."""
-    n_rep = query.shape[1] // key.shape[1]
-    k, v = key.repeat_interleave(n_rep, dim=1), value.repeat_interleave(n_rep, dim=1)
-    scores = query @ k.transpose(-1, -2) * scaling
+    scores, v = eager_logits(query, key, value, scaling)
     prompt_mask = _REFERENCE["image_mask"]
     image = torch.zeros(scores.shape[0], scores.shape[-1], dtype=torch.bool)
     image[:, :prompt_mask.shape[1]] = prompt_mask
     alpha = torch.as_tensor(_REFERENCE["alpha"], dtype=scores.dtype).reshape(-1, 1)
     last = scores[:, :, -1, :]
     scores[:, :, -1, :] = torch.where(image[:, None, :], last * alpha[:, None], last)
-    if attention_mask is None:
-        causal = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool).tril(key.shape[2] - query.shape[2])
-        attention_mask = torch.zeros(causal.shape).masked_fill(~causal, torch.finfo(scores.dtype).min)
-    scores = torch.clamp(scores + attention_mask, min=torch.finfo(scores.dtype).min)
-    probs = torch.softmax(scores.float(), dim=-1).to(query.dtype)
-    return (probs @ v).transpose(1, 2).contiguous(), probs
+    return eager_output(scores, v, attention_mask, query.dtype)
 
 
 AttentionInterface.register(EVERY_STEP_NAME, every_step_reference)
