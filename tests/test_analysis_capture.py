@@ -6,29 +6,49 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from transformers import AttentionInterface, AttentionMaskInterface
+from transformers.masking_utils import eager_mask
 
 from common.errors import ToolkitError
-from intervention import ScalingVis, rows
+from intervention import rows
 from intervention.capture import capture, capture_attention
 from intervention.compat import attention_implementation
 from model_zoo.tiny import FAMILIES
 from model_zoo.vlm import VLM
 from tests.conftest import noise_image, two_sample_inputs
+from tests.eager_reference import eager_logits, eager_output
 
 SIZES = [(80, 30), (30, 60)]  # the images of two_sample_inputs
 
 
+REFERENCE_NAME = "test_capture_reference"
+_REFERENCE = {"alpha": None, "image_mask": None}
+
+
+def reference_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Plain eager attention returning its weights; in the square (prefill) call it multiplies the last row's
+    logits at image keys by each row's alpha (ScalingVis, scope prefill), written independently of the toolkit."""
+    scores, v = eager_logits(query, key, value, scaling)
+    if _REFERENCE["alpha"] is not None and query.shape[2] == key.shape[2]:
+        alpha = torch.as_tensor(_REFERENCE["alpha"], dtype=scores.dtype).reshape(-1, 1, 1)
+        last = scores[:, :, -1, :]
+        scores[:, :, -1, :] = torch.where(_REFERENCE["image_mask"][:, None, :], last * alpha, last)
+    return eager_output(scores, v, attention_mask, query.dtype)
+
+
+AttentionInterface.register(REFERENCE_NAME, reference_attention)
+AttentionMaskInterface.register(REFERENCE_NAME, eager_mask)
+
+
 def _eager_attentions(vlm, inputs, alpha, max_new_tokens):
-    """generate's attention weights per step (tuple per layer of (B, H, q, k)), eager, under `alpha`."""
+    """generate's attention weights per step (tuple per layer of (B, H, q, k)) from the reference above."""
     model = vlm.model
-    model.set_attn_implementation({"text_config": "eager"})
+    _REFERENCE.update(alpha=alpha, image_mask=inputs["input_ids"] == vlm.image_token_id)
+    model.set_attn_implementation({"text_config": REFERENCE_NAME})
     try:
         config = vlm.generation_config(max_new_tokens, output_attentions=True, return_dict_in_generate=True)
         with torch.no_grad():
-            if alpha is None:
-                return model.generate(**inputs, generation_config=config).attentions
-            with ScalingVis(vlm, alpha=alpha):  # the attention function's own eager path (full matrix)
-                return model.generate(**inputs, generation_config=config).attentions
+            return model.generate(**inputs, generation_config=config).attentions
     finally:
         model.set_attn_implementation({"text_config": "sdpa"})
 
