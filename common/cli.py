@@ -3,6 +3,7 @@ every flag's default in its help text."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 
@@ -48,4 +49,18 @@ class OneLineParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"error: {message}{self._closest_flags(message)} (see {self.prog} --help)\n")
+
+    def _closest_flags(self, message: str) -> str:
+        """For mistyped flags (`--cd-alhpa`), the flags they were probably meant to be."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        known = [flag for action in self._actions for flag in action.option_strings if flag.startswith("--")]
+        guesses = []
+        for word in message[len(prefix):].split():
+            flag = word.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("--") else []
+            if close:
+                guesses.append(f"{close[0]} for {flag}")
+        return f"; did you mean {', '.join(guesses)}?" if guesses else ""

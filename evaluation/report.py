@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 from common.cli import OneLineParser
 from common.errors import ToolkitError
 from dataset_zoo.catalog import CONTROLLED, GENERAL, SPECS, VSR
+from dataset_zoo.splits import SPLITS
 from evaluation.report_long import long_table
 from evaluation.report_tables import Row, Table, render_latex, render_markdown, with_delta
 from evaluation.runs import (RunRecord, dataset_label, dataset_rank, format_number,
@@ -37,7 +38,6 @@ from methods import all_methods, get_method
 
 logger = logging.getLogger(__name__)
 
-SPLIT_ORDER = ("val", "test", "all")
 # Why a table lists every configuration instead of the val-selected one (selection happens for test only).
 NO_SELECTION_REASONS = {"val": "the val split is the selection grid",
                         "all": "split all contains the val samples, so nothing is selected on val"}
@@ -127,7 +127,7 @@ def _context(run: RunRecord) -> tuple:
 
 def _context_order(context: tuple) -> tuple:
     model, split, settings = context
-    return (model, SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), repr(settings))
+    return (model, SPLITS.index(split) if split in SPLITS else len(SPLITS), repr(settings))
 
 
 def _columns(runs: Sequence[RunRecord], paper_pair_set: bool) -> list[Column]:
@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="Examples:" + __doc__.split("Examples:")[1].split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_root", help="the --output-dir of main_aro.py")
-    parser.add_argument("--split", choices=SPLIT_ORDER, default=None, help="only this split (default: every one)")
+    parser.add_argument("--split", choices=SPLITS, default=None, help="only this split (default: every one)")
     parser.add_argument("--model", default=None, help="only this model (its name in config.json)")
     parser.add_argument("--dataset", default="", help="only these datasets (comma-separated)")
     parser.add_argument("--metric", choices=METRICS, default="accuracy",

@@ -33,4 +33,15 @@ def answer(vlm, samples, images, prompts, configurations, *, max_new_tokens: int
     answers: dict = {}
     for strategy, group in by_strategy.items():
         answers.update(strategy.answer(batch, group))
+    for config in dict.fromkeys(configurations):
+        _check_record_fields(config, answers[config])
     return answers
+
+
+def _check_record_fields(config: Configuration, config_answers: list) -> None:
+    """A strategy records exactly the fields its method declares (the README and the report rely on them)."""
+    declared = set(config.entry.record_fields)
+    for one in config_answers:
+        if set(one.fields) != declared:
+            raise RuntimeError(f"method {config.method} recorded fields {sorted(one.fields)} but declares "
+                               f"{sorted(declared)} (Method.record_fields); make them agree")

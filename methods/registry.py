@@ -223,6 +223,10 @@ class Configuration:
     def of(cls, method: str, **values) -> "Configuration":
         """A configuration with the method's defaults (not per-dataset) for what `values` leaves out."""
         entry = get_method(method)
+        unknown = sorted(set(values) - set(entry.names))
+        if unknown:
+            raise ToolkitError(f"{method} has no hyper-parameter {', '.join(unknown)}; its hyper-parameters are "
+                               f"{', '.join(entry.names) or 'none'}")
         merged = {h.name: h.default for h in entry.hyperparameters}
         merged.update(values)
         return cls(method, tuple((name, entry.hyperparameter(name).check(merged[name])) for name in entry.names))

@@ -12,7 +12,7 @@ from common.errors import ToolkitError
 from intervention import AdaptVis, open_session
 from methods import Configuration, check_requested, get_method
 from methods.alpha import PAPER_SETTINGS, plan_alpha_rounds
-from methods.registry import Hyperparameter, register
+from methods.registry import register
 from tests.conftest import noise_image
 
 
@@ -52,6 +52,19 @@ def test_unknown_and_unused_names_are_one_clear_error():
                                            r"methods \(scaling_vis\) do not include"):
         check_requested(["scaling_vis"], ["threshold"])
     check_requested(["scaling_vis", "adapt_vis"], ["weight", "threshold", "scope"])
+    with pytest.raises(ToolkitError, match="vcd has no hyper-parameter cd_alhpa; its hyper-parameters are cd_alpha"):
+        Configuration.of("vcd", cd_alhpa=0.5)  # a typo must not run the defaults
+
+
+def test_a_mistyped_flag_names_the_flag_it_was_probably_meant_to_be(capsys):
+    from runner.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(["--method", "vcd", "--cd-alhpa", "1"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error
+    assert "unrecognized arguments: --cd-alhpa 1; did you mean --cd-alpha for --cd-alhpa?" in error
 
 
 def test_a_shared_hyperparameter_must_be_declared_identically():

@@ -16,6 +16,7 @@ from intervention.prefix import prompt_position_ids
 from methods import Configuration, get_method
 from methods.engines.decoding import answer_lengths, generate_scored
 from methods.vcd import VCD, noise_schedule, noised_pixel_values, plausible, vcd_scores
+from model_zoo.tiny import FAMILIES
 from tests.conftest import QUESTION, noise_image, one_sample_inputs, two_sample_inputs
 from tests.fixtures_decoding import sharp_vlm
 
@@ -84,7 +85,7 @@ def _reference_vcd_tokens(vlm, inputs, noised_pixels, alpha, beta, steps):
     return ids[:, n:]
 
 
-@pytest.mark.parametrize("family", ["llava", "llava_next", "qwen2_vl", "qwen3_vl"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_vcd_decoding_matches_an_explicit_reference(family):
     vlm = sharp_vlm(family)
     inputs = two_sample_inputs(vlm)
