@@ -4,6 +4,7 @@
     source = CocoBoxes("annotations/instances_val2017.json")                 # COCO instances, by name
     source = JsonBoxes("my_boxes.json")                                      # a boxes JSON (schema below)
     source = DetectorBoxes(my_detector)                                      # a user-supplied detector
+    source = DetectorBoxes(load_detector("my_detectors:detect"))             # ... named MODULE:FUNCTION
     source.boxes(sample, image)   # -> [NamedBox(name, (x0, y0, x1, y1)), ...] in `image`'s pixels
 
 Boxes are (x0, y0, x1, y1) in pixels of the image as stored on disk, x1/y1 exclusive (`array[y0:y1, x0:x1]` is
@@ -31,8 +32,12 @@ instances of a category, the largest non-crowd one is taken.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 import math
+import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Protocol, Sequence
@@ -52,6 +57,8 @@ _TWO_OBJECTS = re.compile(r"Where (?:is|are) the (?P<a>.+?) in relation to (?:th
 _ONE_OBJECT = re.compile(r"Where (?:is|are) the (?P<a>.+?) in the photo\?", re.IGNORECASE)
 _CAPTION_SUBJECT = re.compile(r"^(?:the|a|an)\s+(?P<subj>.+?)(?:\s+(?:is|are))?$", re.IGNORECASE)
 _CAPTION_OBJECT = re.compile(r"^(?:the|a|an)\s+(?P<obj>.+?)\.?$", re.IGNORECASE)
+# MODULE:FUNCTION, as the command lines' --box-detector takes a detector (dotted module, plain function name)
+_DETECTOR_SPEC = re.compile(r"^(?P<module>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*):(?P<function>[A-Za-z_]\w*)$")
 
 
 @dataclass(frozen=True)
@@ -189,21 +196,89 @@ class DetectorBoxes:
     """Boxes from a user-supplied detector `fn(image, names) -> {name: [x0, y0, x1, y1]}` (not bundled).
 
     The detector sees the image the model will see (mirrored for a flipped sample), so its boxes are used
-    as they are, clipped to the image.
+    as they are, clipped to the image. Its name defaults to `module:function`, the spelling --box-detector
+    takes, so a run folder's record says which function to import again.
     """
 
     def __init__(self, detector: Detector, name: Optional[str] = None):
         self.detector = detector
-        self.name = name or getattr(detector, "__name__", type(detector).__name__)
+        self.name = name or _detector_name(detector)
 
     def boxes(self, sample: Sample, image: Image.Image) -> list[NamedBox]:
         names = referenced_objects(sample)
         found = self.detector(image, names) if names else {}
+        if not isinstance(found, Mapping):
+            raise ToolkitError(f"detector {self.name} returned {type(found).__name__}; it must return "
+                               f"{{object name: [x0, y0, x1, y1]}} for the names it found")
         return [NamedBox(name, clip_box(_check_box(box, f"detector {self.name} ({name!r})"), image.size))
                 for name, box in found.items()]
 
     def describe(self) -> dict:
-        return {"source": "detector", "detector": self.name}
+        described = {"source": "detector", "detector": self.name}
+        file = _source_file(self.detector)
+        return described if file is None else {**described, "file": file}
+
+
+def _detector_name(detector: Detector) -> str:
+    name = getattr(detector, "__qualname__", None) or getattr(detector, "__name__", None) or type(detector).__name__
+    module = getattr(detector, "__module__", None)
+    return f"{module}:{name}" if module else name
+
+
+def _source_file(detector: Detector) -> Optional[str]:
+    """The file the detector was defined in (None for a built-in or a callable without one)."""
+    try:
+        return inspect.getsourcefile(detector)
+    except TypeError:
+        return None
+
+
+def check_detector_spec(spec: str) -> tuple[str, str]:
+    """(module, function) of a `MODULE:FUNCTION` detector spec; a ToolkitError showing the form otherwise."""
+    match = _DETECTOR_SPEC.match(spec)
+    if match is None or match.group("module").endswith(".py"):  # my_det.py:detect would read as package my_det
+        raise ToolkitError(f"--box-detector {spec!r} is not MODULE:FUNCTION; write e.g. my_detectors:detect for a "
+                           f"function detect(image, names) in my_detectors.py (a module name, not a file path)")
+    return match.group("module"), match.group("function")
+
+
+def load_detector(spec: str) -> Detector:
+    """The detector function a `MODULE:FUNCTION` spec names, imported from sys.path or the current directory;
+    a ToolkitError naming the problem when the spec is malformed, the module does not import or the
+    function is missing or not callable."""
+    module_name, function_name = check_detector_spec(spec)
+    _make_current_directory_importable()
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and (module_name + ".").startswith(err.name + "."):  # it is missing itself
+            raise ToolkitError(f"--box-detector {spec}: no module {module_name} in the current directory or on "
+                               f"sys.path; put {module_name.replace('.', '/')}.py there or add its folder to "
+                               f"PYTHONPATH") from None
+        raise _import_failure(spec, module_name, err) from None
+    except Exception as err:  # the user's module may fail in any way while it runs; report it in one line
+        raise _import_failure(spec, module_name, err) from None
+    function = getattr(module, function_name, None)
+    if function is None:
+        raise ToolkitError(f"--box-detector {spec}: module {module_name} ({getattr(module, '__file__', '?')}) has "
+                           f"no {function_name}; name a function it defines")
+    if not callable(function):
+        raise ToolkitError(f"--box-detector {spec}: {function_name} in {module_name} is a "
+                           f"{type(function).__name__}, not a function fn(image, names)")
+    return function
+
+
+def _make_current_directory_importable() -> None:
+    # `python main_aro.py` puts the script's folder on sys.path, not the current directory (as `python -m`
+    # does); appended last, so a detector module never shadows a library of the same name.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+
+
+def _import_failure(spec: str, module_name: str, err: Exception) -> ToolkitError:
+    message = (str(err).strip().splitlines() or [""])[0]
+    return ToolkitError(f"--box-detector {spec}: importing {module_name} failed ({type(err).__name__}: {message}); "
+                        f"fix the module or install what it imports")
 
 
 def box_source_for(dataset: str, root: Path | str = "data", *, boxes_json: Optional[Path | str] = None,

@@ -7,15 +7,16 @@ without flips; results.json adds `flip_consistency` (does the answer flip with t
 config.json's dataset_info counts the flipped and refused samples.
 
 Visual prompt (dataset_zoo.visual_prompt): the sample's object boxes, from the synthetic scenes' sidecar,
-a boxes JSON or COCO instance annotations, drawn on the image before the processor sees it. The box
-settings are result settings (part of the run folder's identity); config.json records the source.
+a boxes JSON, COCO instance annotations or the user's detector (--box-detector MODULE:FUNCTION), drawn on
+the image before the processor sees it. The box settings are result settings (part of the run folder's
+identity); config.json records the source (a detector's module:function and file).
 """
 from __future__ import annotations
 
 import logging
 from typing import Optional
 
-from dataset_zoo.boxes import box_source_for
+from dataset_zoo.boxes import box_source_for, load_detector
 from dataset_zoo.flip import flip_samples, is_flipped
 from dataset_zoo.visual_prompt import BoxPrompt
 from scoring import compute_metrics
@@ -36,12 +37,13 @@ def with_flips(dataset):
 
 
 def visual_prompt(config) -> Optional[BoxPrompt]:
-    """The box drawer `--visual-prompt box` asks for (None for `none`); a missing box source is an error
-    before any model loads."""
+    """The box drawer `--visual-prompt box` asks for (None for `none`); a missing box source, or a detector
+    that does not import, is an error before any model loads."""
     if config.visual_prompt == "none":
         return None
+    detector = None if config.box_detector is None else load_detector(config.box_detector)
     source = box_source_for(config.dataset, root=config.data_root, boxes_json=config.boxes_json,
-                            coco_annotations=config.coco_annotations)
+                            coco_annotations=config.coco_annotations, detector=detector)
     return BoxPrompt(source, colour=config.box_colour, width=config.box_width)
 
 

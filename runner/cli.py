@@ -65,6 +65,9 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
                            "synthetic scenes' own boxes")
     data.add_argument("--coco-annotations", default=None,
                       help="--visual-prompt box: COCO instances JSON (e.g. instances_val2017.json) for COCO-QA/VSR")
+    data.add_argument("--box-detector", default=None, metavar="MODULE:FUNCTION",
+                      help="--visual-prompt box: your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, "
+                           "imported from the current directory or sys.path (none is bundled)")
     data.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (smoke runs)")
     data.add_argument("--seed", type=int, default=RunConfig.seed, help="split seed (default: %(default)s)")
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from common.errors import ToolkitError
+from dataset_zoo.boxes import check_detector_spec
 from dataset_zoo.catalog import OPTION_NAMES, VSR, get_spec
 from dataset_zoo.splits import SPLITS
 from methods import Configuration, check_requested, get_method
@@ -40,6 +41,7 @@ class RunConfig:
     hyperparameters: {name: tuple of values} of the method hyper-parameters given (a scalar is taken
     as a one-value tuple); one invocation evaluates their grid in one pass. A hyper-parameter not
     given takes its method's default (the paper's per-dataset value for the alpha family).
+    `box_detector` is a user's detector as MODULE:FUNCTION (imported when the run opens, `runner.augment`).
     `threshold` may hold "auto" (yes/no tasks only). `prompt_format` "auto" is replaced by the
     resolved format before any run folder is named (`runner.run`), so both spellings of one format
     share their folders.
@@ -66,6 +68,7 @@ class RunConfig:
     box_width: int = 3
     boxes_json: Optional[str] = None
     coco_annotations: Optional[str] = None
+    box_detector: Optional[str] = None
     download: bool = False
     dtype: str = "auto"
     device: str = "auto"
@@ -130,6 +133,20 @@ def validate(config: RunConfig) -> None:
             raise ToolkitError(f"--{name} must be >= 1, got {value}")
     if config.device_map is not None:
         _check_choice("device-map", (config.device_map,), DEVICE_MAPS)
+    if config.box_detector is not None:
+        _check_box_detector(config)
+
+
+def _check_box_detector(config: RunConfig) -> None:
+    """The spec's form, and that it is the one box source of a visual prompt (the import comes later, in
+    `runner.augment.visual_prompt`, still before any weight loads)."""
+    check_detector_spec(config.box_detector)
+    if config.visual_prompt != "box":
+        raise ToolkitError("--box-detector finds the boxes that --visual-prompt box draws; add --visual-prompt box "
+                           "or drop --box-detector")
+    for flag in ("boxes_json", "coco_annotations"):
+        if getattr(config, flag) is not None:
+            raise ToolkitError(f"--box-detector and --{flag.replace('_', '-')} are two box sources; give one")
 
 
 def _check_auto_threshold(config: RunConfig) -> None:
@@ -172,9 +189,11 @@ def expand_methods(config: RunConfig) -> list[Configuration]:
 # Runs are comparable (one baseline, candidates of one val selection) only when all of these agree.
 RESULT_SETTINGS = ("option", "match", "seed", "prompt_format", "max_new_tokens", "limit", "dtype", "revision",
                    "prompt_dir", "prompt_variant", "vsr_split", "vsr_paper_resize", "flip_test", "visual_prompt",
-                   "box_colour", "box_width", "boxes_json", "coco_annotations")
+                   "box_colour", "box_width", "boxes_json", "coco_annotations", "box_detector")
 # Those not spelled out in a run folder's name; a hash of them keeps folders of different settings apart.
 _HASHED_SETTINGS = ("model_path",) + tuple(s for s in RESULT_SETTINGS if s not in ("option", "match", "seed"))
+# Settings added after run folders were already written: hashed only when set, so older folders keep their names.
+_HASHED_WHEN_SET = ("box_detector",)
 
 
 def run_record(config: RunConfig, configuration: Configuration) -> dict:
@@ -195,7 +214,8 @@ def run_path(config: RunConfig, configuration: Configuration, option: Optional[s
     are the dataset's resolved values (defaults and TEST_MODE applied), so the same evaluation always
     lands in the same folder however it was spelled.
     """
-    hashed: dict[str, Any] = {key: getattr(config, key) for key in _HASHED_SETTINGS}
+    hashed: dict[str, Any] = {key: getattr(config, key) for key in _HASHED_SETTINGS
+                              if key not in _HASHED_WHEN_SET or getattr(config, key) is not None}
     digest = hashlib.sha1(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:8]
     name = (f"{folder_label(configuration)}__{option or 'yes-no'}__{split}__{config.match}__seed{config.seed}"
             f"__{digest}")

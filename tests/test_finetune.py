@@ -82,8 +82,8 @@ def test_a_lora_adapter_reloads_with_the_logits_it_had_in_memory(family, model_d
 
 
 @pytest.mark.parametrize("merge", [False, True], ids=["adapter", "merged"])
-def test_main_aro_evaluates_a_fine_tuned_folder_with_no_other_flag(merge, model_dirs, data_root, tmp_path):
-    config = make_config(tmp_path / "run", model_dirs["llava"], data_root, tuning="lora", lora_r=4, lora_alpha=8,
+def test_main_aro_evaluates_a_fine_tuned_folder_with_no_other_flag(merge, family, model_dirs, data_root, tmp_path):
+    config = make_config(tmp_path / "run", model_dirs[family], data_root, tuning="lora", lora_r=4, lora_alpha=8,
                          max_steps=2, merge_lora=merge)
     best = Trainer(config).run().best_dir
     assert (best / ("config.json" if merge else "adapter_config.json")).is_file()
@@ -162,6 +162,13 @@ def test_cli_defaults_are_the_peers_lora_recipe():
     config, _ = finetune.parse_config(["--output-dir", "x", "--tuning", "lora"])
     assert (config.lora_r, config.lora_alpha, config.lora_targets) == (64, 256, PEER_LORA_TARGETS)
     assert config.freeze_vision and (config.lr, config.batch_size, config.grad_accum) == (2e-5, 4, 16)
+
+
+@pytest.mark.parametrize("flags, frozen", [((), True), (("--freeze-vision",), True),
+                                          (("--no-freeze-vision",), False)], ids=["default", "on", "off"])
+def test_freeze_vision_is_on_by_default_and_both_spellings_parse(flags, frozen):
+    config, _ = finetune.parse_config(["--output-dir", "x", *flags])
+    assert config.freeze_vision is frozen
 
 
 def test_an_unknown_lora_target_is_one_error_line(model_dirs, data_root, tmp_path, capsys):

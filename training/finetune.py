@@ -72,8 +72,9 @@ def _model_flags(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lora-targets", type=_csv, default=DEFAULTS.lora_targets,
                        help=f"module names, comma-separated ({','.join(DEFAULTS.lora_targets)})")
     model.add_argument("--merge-lora", action="store_true", help="write best/ as a merged full model")
-    model.add_argument("--no-freeze-vision", dest="freeze_vision", action="store_false",
-                       help="also train the vision tower and projector (frozen by default)")
+    model.add_argument("--freeze-vision", default=DEFAULTS.freeze_vision, action=argparse.BooleanOptionalAction,
+                       help="keep the vision tower and projector/mergers frozen, as the peer recommends "
+                            "(default: %(default)s; --no-freeze-vision trains them too)")
     model.add_argument("--precision", choices=PRECISIONS, default=DEFAULTS.precision,
                        help="fp32; bf16 weights (the peer's); or fp32 weights with bf16 autocast (%(default)s)")
     model.add_argument("--gradient-checkpointing", action="store_true", help="trade compute for memory")

@@ -4,6 +4,7 @@ Examples:
     python -m training.flip_test --model-path finetuned/toy-b/best --dataset Synthetic_Controlled_B
     python -m training.flip_test --model-name toy --dataset Synthetic_Controlled_A --weight 0.5
     python -m training.flip_test --model-name toy --dataset Synthetic_Controlled_A --visual-prompt box
+    python -m training.flip_test --model-name toy --dataset VSR --visual-prompt box --box-detector my_det:detect
     python -m training.flip_test --model-name qwen3-vl --dataset VSR --split test --output flip.jsonl
 
 Prints accuracy on the originals and on the flips and the flip consistency (`scoring.flip_consistency`);
@@ -11,7 +12,8 @@ Prints accuracy on the originals and on the flips and the flip consistency (`sco
 cannot be flipped unambiguously (VSR captions with a "left"/"right" outside a relation phrase) are left out
 and counted. --weight answers under ScalingVis at that alpha (1 = the unmodified model); --visual-prompt box
 draws the referenced objects' boxes (red, 3 px unless --box-colour/--box-width) on both images, from the
-synthetic sidecar, --boxes-json or --coco-annotations (`dataset_zoo.boxes`).
+synthetic sidecar, --boxes-json, --coco-annotations or your --box-detector MODULE:FUNCTION (`dataset_zoo.boxes`;
+the detector sees each image as the model does, mirrored for a flip).
 
 From Python (e.g. the runner): `run_flip_test(vlm, samples, alpha=..., visual_prompt=...)`, or evaluate
 `dataset_zoo.flip.flip_samples(samples)[0]` alongside the originals and score the records with
@@ -31,7 +33,9 @@ from tqdm.auto import tqdm
 from common.cli import OneLineParser
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
+from dataset_zoo.boxes import check_detector_spec
 from dataset_zoo.flip import flip_samples, original_id
+from dataset_zoo.splits import SPLITS
 from dataset_zoo.visual_prompt import VISUAL_PROMPTS
 from scoring.flip_consistency import flip_consistency
 
@@ -76,13 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model-path", default=None, help="checkpoint or adapter folder (overrides --model-name)")
     parser.add_argument("--dataset", default="Synthetic_Controlled_A")
     parser.add_argument("--data-root", default="data")
-    parser.add_argument("--split", choices=("val", "test", "all"), default="all")
+    parser.add_argument("--split", choices=SPLITS, default="all")
     parser.add_argument("--option", choices=("two", "four", "six"), default=None)
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--weight", type=float, default=1.0, help="ScalingVis alpha (1 = no intervention)")
     parser.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default="none")
     parser.add_argument("--boxes-json", default=None, help="boxes JSON (schema in dataset_zoo/boxes.py)")
     parser.add_argument("--coco-annotations", default=None, help="COCO instances file, e.g. instances_val2017.json")
+    parser.add_argument("--box-detector", default=None, metavar="MODULE:FUNCTION",
+                        help="your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, imported from the current "
+                             "directory or sys.path (none is bundled)")
     parser.add_argument("--box-colour", default="red")
     parser.add_argument("--box-width", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -94,13 +101,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_box_detector(args) -> None:
+    """--box-detector's form and company, checked before any data or model loads (main_aro.py's rule)."""
+    if args.box_detector is None:
+        return
+    check_detector_spec(args.box_detector)
+    if args.visual_prompt != "box":
+        raise ToolkitError("--box-detector finds the boxes that --visual-prompt box draws; add --visual-prompt box "
+                           "or drop --box-detector")
+
+
 def _visual_prompt(args) -> Optional[VisualPrompt]:
     if args.visual_prompt == "none":
         return None
-    from dataset_zoo.boxes import box_source_for
+    from dataset_zoo.boxes import box_source_for, load_detector
     from dataset_zoo.visual_prompt import BoxPrompt
+    detector = None if args.box_detector is None else load_detector(args.box_detector)
     source = box_source_for(args.dataset, args.data_root, boxes_json=args.boxes_json,
-                            coco_annotations=args.coco_annotations)
+                            coco_annotations=args.coco_annotations, detector=detector)
     return BoxPrompt(source, colour=args.box_colour, width=args.box_width)
 
 
@@ -126,6 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from dataset_zoo import get_dataset
     from model_zoo import get_model
     try:
+        _check_box_detector(args)
         dataset = get_dataset(args.dataset, root=args.data_root, split=args.split, option=args.option)
         samples = list(dataset)[:args.limit] if args.limit else list(dataset)
         visual_prompt = _visual_prompt(args)
