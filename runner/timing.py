@@ -43,7 +43,10 @@ def _rounded(seconds: Optional[float]) -> Optional[float]:
 
 @contextmanager
 def timed(timing: Timing, name: str):
-    """Store the seconds the block took in `timing.<name>`."""
+    """Store the seconds the block took in `timing.<name>`, less any model loading timed inside it (the
+    model loads lazily, within the first pass that needs it; its seconds are `load_seconds` alone)."""
+    loaded_before = timing.load_seconds or 0.0
     start = time.perf_counter()
     yield
-    setattr(timing, name, time.perf_counter() - start)
+    loaded_inside = (timing.load_seconds or 0.0) - loaded_before if name != "load_seconds" else 0.0
+    setattr(timing, name, time.perf_counter() - start - loaded_inside)

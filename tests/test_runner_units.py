@@ -161,3 +161,15 @@ def test_now_iso_has_milliseconds_and_the_offset():
     from runner.provenance import now_iso
 
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", now_iso())
+
+
+def test_model_loading_inside_a_pass_is_not_counted_as_evaluation(monkeypatch):
+    from runner import timing as timing_module
+
+    clock = iter([0.0, 1.0, 6.0, 8.0])  # the pass starts, the model starts loading, is loaded, the pass ends
+    monkeypatch.setattr(timing_module.time, "perf_counter", lambda: next(clock))
+    timing = timing_module.Timing()
+    with timing_module.timed(timing, "evaluation_seconds"):
+        with timing_module.timed(timing, "load_seconds"):
+            pass
+    assert (timing.load_seconds, timing.evaluation_seconds) == (5.0, 3.0)
