@@ -32,7 +32,8 @@ logger = logging.getLogger(__name__)
 # main_aro.py flags that only concern evaluation run folders; hidden here (they are accepted and ignored)
 # main_aro.py flags that mean nothing here (the analyses answer the samples as they are); --boxes-json and
 # --coco-annotations are kept: they name the object boxes the overlap figures need.
-_EVALUATION_ONLY = ("output_dir", "overwrite", "num_workers", "flip_test", "visual_prompt", "box_colour", "box_width")
+_EVALUATION_ONLY = ("output_dir", "overwrite", "num_workers", "flip_test", "visual_prompt", "box_colour", "box_width",
+                   "box_detector")
 
 
 def _shared_flags() -> argparse.ArgumentParser:
