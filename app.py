@@ -19,14 +19,15 @@ from typing import Optional, Sequence
 
 from common.cli import OneLineParser
 from common.errors import ToolkitError
+from dataset_zoo.catalog import get_spec
 from dataset_zoo.splits import SPLITS
 from methods import method_names
-from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
+from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS, check_device_name, resolve_model_reference
 from runner.config import RunConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="app.py", description=__doc__.split("\n\n")[0],
+    parser = OneLineParser(prog="python app.py", description=__doc__.split("\n\n")[0],
                            epilog="Examples:" + __doc__.split("Examples:")[1],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
     model = parser.add_argument_group("model")
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def check(args: argparse.Namespace) -> None:
     """Settings that are wrong whatever the model: reported before anything slow starts."""
+    get_spec(args.dataset)
+    resolve_model_reference(args.model_path or args.model_name)
+    check_device_name(args.device)
     if not 0 < args.port < 65536:
         raise ToolkitError(f"--port {args.port} is not a port number (1-65535)")
     if args.limit is not None and args.limit < 1:

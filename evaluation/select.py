@@ -24,6 +24,7 @@ from typing import Optional, Sequence
 
 from common.cli import OneLineParser
 from common.errors import ToolkitError
+from dataset_zoo.catalog import get_spec
 from dataset_zoo.splits import SPLITS
 from evaluation.runs import SETTINGS, effective_option, load_runs
 from evaluation.selection import METRICS, Selection, find_candidates, select_best, selectable_methods
@@ -60,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 def select_from_args(args: argparse.Namespace) -> Selection:
     """Load the output root and run the selection the parsed arguments describe."""
     config = config_from_args(args, (args.method,))
+    # A mistyped dataset has no runs: say so before the model's processor is read (which imports torch). The
+    # model is not checked: its folder may be gone while its runs remain.
+    get_spec(config.dataset)
     config = replace(config, prompt_format=recorded_prompt_format(config))
     settings = {name: getattr(config, name) for name in SETTINGS}
     settings["option"] = effective_option(config.dataset, config.option)

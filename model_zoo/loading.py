@@ -6,7 +6,6 @@ the config and the processor and decides the prompt format; `Checkpoint.load` lo
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,15 +18,13 @@ from transformers import AutoConfig
 from common.errors import ToolkitError
 from model_zoo.adapters import adapter_base, adapter_processor, is_adapter_dir, merge_adapter
 from model_zoo.processors import load_processor
-from model_zoo.registry import (DTYPE_NAMES, MODELS, FamilySpec, auto_prompt_format, family_spec,
-                               unknown_model_message)
+from model_zoo.registry import (DTYPE_NAMES, FamilySpec, auto_prompt_format, check_device_name, family_spec,
+                               resolve_model_reference)
 from model_zoo.vlm import VLM, resolve_prompt_format
 
 logger = logging.getLogger(__name__)
 
 DTYPES = dict(zip(DTYPE_NAMES, (None, torch.float32, torch.bfloat16, torch.float16)))
-DEVICES = ("auto", "cuda", "mps", "cpu")
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -77,7 +74,7 @@ def open_checkpoint(name_or_path: str, *, revision: str | None = None, prompt_fo
     """
     if is_adapter_dir(name_or_path):
         return _open_adapter(Path(name_or_path).expanduser(), revision, prompt_format, trust_remote_code)
-    model_id, revision = _resolve(name_or_path, revision)
+    model_id, revision = resolve_model_reference(name_or_path, revision)
     config = _load_config(model_id, revision, trust_remote_code)
     spec = family_spec(config.model_type, model_id)
     processor = _load_processor(model_id, spec, revision, trust_remote_code)
@@ -106,7 +103,8 @@ def get_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", d
     dtype: "auto" = float32 on CPU (as the paper ran; half precision is slow and inexact there), the
         checkpoint's own dtype on an accelerator; or "float32" / "bfloat16" / "float16".
     device: "auto" picks cuda, then mps, then cpu. `device_map` (e.g. "auto") instead spreads a model
-        too large for one GPU over several devices via accelerate; `device` is then ignored.
+        too large for one GPU over several devices via accelerate; `device` is then not used (its name is
+        still checked, so a typo never passes silently).
     revision: a hub revision (commit, tag or branch) to pin; defaults to the registry entry's pin.
     prompt_format: "auto" (default), "chat" or "paper" (see `open_checkpoint`).
     A LoRA adapter folder loads as its base model with the adapter merged in (`model_zoo.adapters`).
@@ -116,30 +114,13 @@ def get_model(name_or_path: str, *, dtype: str = "auto", device: str = "auto", d
     before the slow part.
     """
     _resolve_dtype(dtype)
+    check_device_name(device)
     if device_map is None:
         _resolve_device(device)
     checkpoint = open_checkpoint(name_or_path, revision=revision, prompt_format=prompt_format,
                                  trust_remote_code=trust_remote_code)
     return checkpoint.load(dtype=dtype, device=device, device_map=device_map,
                            attn_implementation=attn_implementation)
-
-
-def _resolve(name_or_path: str, revision: str | None) -> tuple[str, str | None]:
-    entry = MODELS.get(name_or_path)
-    if entry is not None:
-        return entry.location(), revision if revision is not None else entry.revision
-    if Path(name_or_path).expanduser().is_dir():
-        return str(Path(name_or_path).expanduser()), revision
-    if _HUB_ID.match(name_or_path) and not Path(name_or_path).exists():
-        return name_or_path, revision
-    if _looks_like_path(name_or_path):
-        raise ToolkitError(f"no checkpoint directory at {name_or_path!r}; check the path, or give a registered "
-                           f"name ({', '.join(sorted(MODELS))}) or a hub id")
-    raise ToolkitError(unknown_model_message(name_or_path))
-
-
-def _looks_like_path(text: str) -> bool:
-    return text.startswith((".", "~", "/")) or text.count("/") > 1 or "\\" in text
 
 
 def _resolve_dtype(dtype: str):
@@ -149,11 +130,9 @@ def _resolve_dtype(dtype: str):
 
 
 def _resolve_device(device: str) -> str:
-    """"auto" → cuda, mps or cpu; otherwise a device such as "cuda", "cuda:1" or "cpu", checked to exist."""
-    kind, _, index = device.partition(":")
-    if kind not in DEVICES or (index and (kind == "auto" or not index.isdigit())):
-        raise ToolkitError(f"unknown device {device!r}; use one of {', '.join(DEVICES)} (cuda may take an index, "
-                           f"e.g. cuda:1)")
+    """"auto" → cuda, mps or cpu; otherwise a device such as "cuda", "cuda:1" or "cpu", checked to exist (its
+    name's form is checked without torch, `registry.check_device_name`)."""
+    kind, index = check_device_name(device)
     if device == "auto":
         if torch.cuda.is_available():
             return "cuda"

@@ -4,9 +4,14 @@ A `FamilySpec` holds what the toolkit must know about one architecture (keyed by
 `config.model_type`); a `ModelEntry` maps a short name to a checkpoint. Adding a checkpoint of a
 supported family is one line in `MODELS` (or a `register_model` call); adding a family is one
 `FamilySpec` here plus its processor handling in `model_zoo.processors`.
+
+How a model and a device are named is checked here too (`resolve_model_reference`, `check_device_name`):
+this module imports neither torch nor transformers, so a command line refuses a mistyped name at once,
+with the same rules `model_zoo.loading` applies before it loads anything.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +23,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROMPT_FORMATS = ("auto", "chat", "paper")
 # Weight dtypes by name ("auto": float32 on CPU, the checkpoint's own on an accelerator; model_zoo.loading).
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+# Device kinds ("auto": cuda, then mps, then cpu; model_zoo.loading); cuda may take an index (cuda:1).
+DEVICES = ("auto", "cuda", "mps", "cpu")
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 @dataclass(frozen=True)
@@ -136,3 +144,33 @@ def auto_prompt_format(name_or_path: str) -> str:
 def unknown_model_message(name: str) -> str:
     return (f"unknown model {name!r}; valid names: {', '.join(sorted(MODELS))}. A local checkpoint directory "
             f"or a Hugging Face hub id (org/name) of a supported architecture also works.")
+
+
+def resolve_model_reference(name_or_path: str, revision: str | None = None) -> tuple[str, str | None]:
+    """(where the checkpoint is, the revision to load) for a registered name, a local folder or a hub id
+    (org/name); a ToolkitError for anything else. Nothing is read: a hub id is only checked for its form."""
+    entry = MODELS.get(name_or_path)
+    if entry is not None:
+        return entry.location(), revision if revision is not None else entry.revision
+    if Path(name_or_path).expanduser().is_dir():
+        return str(Path(name_or_path).expanduser()), revision
+    if _looks_like_path(name_or_path):  # before the hub-id form, which "./x" and "../x" also match
+        raise ToolkitError(f"no checkpoint directory at {name_or_path!r}; check the path, or give a registered "
+                           f"name ({', '.join(sorted(MODELS))}) or a hub id")
+    if _HUB_ID.match(name_or_path) and not Path(name_or_path).exists():
+        return name_or_path, revision
+    raise ToolkitError(unknown_model_message(name_or_path))
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.startswith((".", "~", "/")) or text.count("/") > 1 or "\\" in text
+
+
+def check_device_name(device: str) -> tuple[str, str]:
+    """(kind, index) of a device name such as "auto", "cpu", "mps", "cuda" or "cuda:1"; a ToolkitError for any
+    other. Whether the device exists needs torch (`model_zoo.loading`)."""
+    kind, _, index = device.partition(":")
+    if kind not in DEVICES or (index and (kind == "auto" or not index.isdigit())) or device.endswith(":"):
+        raise ToolkitError(f"unknown device {device!r}; use one of {', '.join(DEVICES)} (cuda may take an index, "
+                           f"e.g. cuda:1)")
+    return kind, index

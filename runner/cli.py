@@ -21,7 +21,7 @@ from dataset_zoo.visual_prompt import VISUAL_PROMPTS
 from methods import all_hyperparameters, all_methods, methods_taking
 from methods.registry import format_value
 from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
-from runner.config import DEVICE_MAPS, RunConfig
+from runner.config import DEVICE_MAPS, RunConfig, check_box_flags
 
 DEMO_METHODS = ("base", "scaling_vis", "adapt_vis")
 
@@ -83,7 +83,8 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
                        help="auto (cuda, then mps, then cpu), cuda, cuda:1, mps or cpu; checked before anything "
                             "loads (default: %(default)s)")
     model.add_argument("--device-map", choices=DEVICE_MAPS, default=None,
-                       help="spread a model too large for one GPU over several (accelerate); unset: one device")
+                       help="spread a model too large for one GPU over several (accelerate), instead of "
+                            "--device (leave that at auto); unset: one device")
     model.add_argument("--prompt-format", choices=PROMPT_FORMATS, default=RunConfig.prompt_format,
                        help="chat: the model's chat template; paper: the original LLaVA-1.5 string; auto: paper "
                             "for llava1.5 and llava1.5-13b (the paper's models), chat otherwise (default: %(default)s)")
@@ -132,11 +133,14 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_config(argv: Sequence[str], **parser_text) -> RunConfig:
-    """Command-line arguments -> RunConfig. No arguments at all means the three-method demo.
-    `parser_text`: prog / description / epilog of the calling command."""
+    """Command-line arguments -> RunConfig. No arguments at all means the three-method demo; box flags without
+    --visual-prompt box are an error (`check_box_flags`). `parser_text`: prog / description / epilog of the
+    calling command."""
     args = build_parser(**parser_text).parse_args(argv)
     methods = _split(args.method) if args.method else (DEMO_METHODS if not argv else ("base",))
-    return config_from_args(args, methods)
+    config = config_from_args(args, methods)
+    check_box_flags(config)
+    return config
 
 
 def config_from_args(args: argparse.Namespace, methods: tuple[str, ...]) -> RunConfig:

@@ -22,9 +22,10 @@ from common.errors import ToolkitError
 from dataset_zoo.boxes import check_detector_spec
 from dataset_zoo.catalog import OPTION_NAMES, VSR, get_spec
 from dataset_zoo.splits import SPLITS
+from dataset_zoo.visual_prompt import parse_colour
 from methods import Configuration, check_requested, get_method
 from methods.registry import format_value
-from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS
+from model_zoo.registry import DTYPE_NAMES, PROMPT_FORMATS, check_device_name, resolve_model_reference
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def parse_list(text: str, kind=float) -> tuple:
 
 def validate(config: RunConfig) -> None:
     """Reject out-of-range or unknown settings with one message naming the flag and the valid range."""
+    check_names(config)
     if not config.method:
         raise ToolkitError("no --method given; choose one or more of the registered methods")
     check_requested(config.method, config.hyperparameters)
@@ -131,10 +133,49 @@ def validate(config: RunConfig) -> None:
         value = getattr(config, name)
         if value is not None and value < 1:
             raise ToolkitError(f"--{name} must be >= 1, got {value}")
-    if config.device_map is not None:
-        _check_choice("device-map", (config.device_map,), DEVICE_MAPS)
+    _check_placement(config)
+    if config.box_width < 1:
+        raise ToolkitError(f"--box-width must be >= 1 (pixels), got {config.box_width}")
+    parse_colour(config.box_colour)
     if config.box_detector is not None:
         _check_box_detector(config)
+
+
+def check_names(config: RunConfig) -> None:
+    """The dataset and the model exist as named, checked as the loaders will check them but without torch, so a
+    typo is refused at once (a registered name, a local folder or a hub id: `registry.resolve_model_reference`)."""
+    get_spec(config.dataset)
+    resolve_model_reference(config.model_path or config.model_name, config.revision)
+
+
+def _check_placement(config: RunConfig) -> None:
+    """--device's form (whether it exists needs torch: `runner.run.check_device`), and one way to place the model."""
+    check_device_name(config.device)
+    if config.device_map is None:
+        return
+    _check_choice("device-map", (config.device_map,), DEVICE_MAPS)
+    if config.device != "auto":
+        raise ToolkitError(f"--device {config.device} and --device-map {config.device_map} both place the model; "
+                           f"give one of them (--device-map spreads it over several devices, --device puts it on one)")
+
+
+# What --visual-prompt box draws with: used by no other visual prompt.
+BOX_FLAGS = ("box_colour", "box_width", "boxes_json", "coco_annotations")
+
+
+def check_box_flags(settings) -> None:
+    """Box flags given without --visual-prompt box would be ignored, yet they are hashed into the run folder's
+    name; refuse them. `settings`: a RunConfig or parsed arguments with these names. Called for command lines
+    (`runner.cli.parse_config`, `training.flip_test`), not in `validate`: the analysis reads --boxes-json and
+    --coco-annotations for its overlap figures without any visual prompt."""
+    if settings.visual_prompt == "box":
+        return
+    given = [name for name in BOX_FLAGS if getattr(settings, name) != getattr(RunConfig, name)]
+    if given:
+        flags = " and ".join("--" + name.replace("_", "-") for name in given)
+        several = len(given) > 1
+        raise ToolkitError(f"{flags} {'apply' if several else 'applies'} only with --visual-prompt box (it draws "
+                           f"the boxes); add --visual-prompt box or drop {'them' if several else 'it'}")
 
 
 def _check_box_detector(config: RunConfig) -> None:

@@ -252,6 +252,10 @@ def test_the_summary_explains_an_empty_column(tmp_path, data_root, model_dir, ca
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--device", "cuda:7"], "device 'cuda:7' requested"),
     (["--threads", "0"], "--threads must be >= 1"),
+    (["--device", "foo", "--device-map", "auto"], "unknown device 'foo'"),
+    (["--device", "cpu", "--device-map", "auto"], "--device cpu and --device-map auto both place the model"),
+    (["--dataset", "Nope"], "unknown dataset 'Nope'"),
+    (["--model-path", "./no-such-model"], "no checkpoint directory at './no-such-model'"),
 ])
 def test_bad_values_are_refused_before_anything_is_written(tmp_path, data_root, model_dir, flags, message, capsys,
                                                            monkeypatch):
@@ -259,6 +263,33 @@ def test_bad_values_are_refused_before_anything_is_written(tmp_path, data_root, 
     assert cli(data_root, tmp_path, model_dir, *flags) == 2
     assert message in error_line(capsys)
     assert not [path for path in tmp_path.rglob("*") if path.is_dir()]
+
+
+def test_every_model_reference_the_loader_takes_passes_the_early_check(tmp_path, model_dir):
+    from common.errors import ToolkitError
+    from model_zoo.adapters import ADAPTER_CONFIG
+    from runner.config import RunConfig, validate
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / ADAPTER_CONFIG).write_text(json.dumps({"base_model_name_or_path": "toy"}))
+    for reference in ({"model_name": "toy"}, {"model_name": "qwen3-vl"}, {"model_name": "someone/some-vlm"},
+                      {"model_name": str(model_dir)}, {"model_path": str(model_dir)}, {"model_path": str(adapter)},
+                      {"model_name": "nope", "model_path": "someone/some-vlm"}):
+        validate(RunConfig(**reference))  # registered names, hub ids, folders, adapters: no error
+    for reference, message in (({"model_name": "nope"}, "unknown model 'nope'"),
+                               ({"model_path": str(tmp_path / "missing")}, "no checkpoint directory"),
+                               ({"model_name": "a/b/c"}, "no checkpoint directory at 'a/b/c'")):
+        with pytest.raises(ToolkitError, match=message):
+            validate(RunConfig(**reference))
+
+
+def test_the_loader_checks_the_device_name_with_a_device_map_too():
+    from common.errors import ToolkitError
+    from model_zoo import get_model
+
+    with pytest.raises(ToolkitError, match="unknown device 'foo'"):
+        get_model("toy", device="foo", device_map="auto")
 
 
 def test_float16_on_a_cpu_is_warned_about(tmp_path, data_root, model_dir, caplog):

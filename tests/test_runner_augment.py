@@ -180,3 +180,40 @@ def test_a_detector_module_in_the_current_directory_imports_without_sys_path(tmp
     monkeypatch.setattr(sys, "path", [entry for entry in sys.path if entry not in ("", str(tmp_path))])
     importlib.invalidate_caches()
     assert load_detector("aro_detector_cwd:detect").__module__ == "aro_detector_cwd"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--box-colour", "yellow"), "--box-colour applies only with --visual-prompt box"),
+    (("--box-width", "5", "--boxes-json", "b.json"), "--box-width and --boxes-json apply only with --visual-prompt"),
+    (("--coco-annotations", "instances.json"), "--coco-annotations applies only with --visual-prompt box"),
+    (("--visual-prompt", "box", "--box-width", "0"), "--box-width must be >= 1"),
+    (("--visual-prompt", "box", "--box-colour", "nocolour"), "unknown box colour 'nocolour'"),
+], ids=["colour", "width-and-json", "coco", "width-0", "bad-colour"])
+def test_box_flags_without_a_box_prompt_or_out_of_range_are_one_error_line(flags, message, data_root, tmp_path,
+                                                                             capsys):
+    # Ignored, they would still have changed the run folder's hash (a second folder for the same run).
+    assert cli(data_root, tmp_path / "out", *flags) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_box_flags_at_their_defaults_need_no_box_prompt_and_the_analysis_keeps_its_boxes():
+    from runner.cli import parse_config
+    from runner.config import RunConfig, validate
+
+    assert parse_config(["--box-colour", "red", "--box-width", "3"]) == parse_config(["--method", "base"])
+    # python -m analysis reads --boxes-json / --coco-annotations for its overlap figures, with no visual prompt.
+    validate(RunConfig(coco_annotations="instances_val2017.json", boxes_json="boxes.json"))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--box-width", "5"), "--box-width applies only with --visual-prompt box"),
+    (("--visual-prompt", "box", "--box-colour", "nocolour"), "unknown box colour 'nocolour'"),
+    (("--device", "gpu"), "unknown device 'gpu'"),
+])
+def test_flip_test_checks_its_box_flags_and_device_before_loading(flags, message, data_root, tmp_path, capsys):
+    assert flip_test.main(["--data-root", str(data_root), "--output", str(tmp_path / "flip.jsonl"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "flip.jsonl").exists()

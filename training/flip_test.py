@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -34,9 +35,12 @@ from common.cli import OneLineParser
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
 from dataset_zoo.boxes import check_detector_spec
+from dataset_zoo.catalog import get_spec
 from dataset_zoo.flip import flip_samples, original_id
 from dataset_zoo.splits import SPLITS
-from dataset_zoo.visual_prompt import VISUAL_PROMPTS
+from dataset_zoo.visual_prompt import VISUAL_PROMPTS, parse_colour
+from model_zoo.registry import DTYPE_NAMES, check_device_name, resolve_model_reference
+from runner.config import RunConfig, check_box_flags
 from scoring.flip_consistency import flip_consistency
 
 logger = logging.getLogger(__name__)
@@ -76,33 +80,59 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m training.flip_test", description=__doc__.split("\n\n")[0],
                            epilog=__doc__.split("Examples:")[1].split("\n\n")[0],
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-name", default="toy", help="registry name (%(default)s)")
+    parser.add_argument("--model-name", default=RunConfig.model_name, help="registry name (default: %(default)s)")
     parser.add_argument("--model-path", default=None, help="checkpoint or adapter folder (overrides --model-name)")
-    parser.add_argument("--dataset", default="Synthetic_Controlled_A")
-    parser.add_argument("--data-root", default="data")
-    parser.add_argument("--split", choices=SPLITS, default="all")
-    parser.add_argument("--option", choices=("two", "four", "six"), default=None)
+    parser.add_argument("--dataset", default=RunConfig.dataset, help="benchmark name, as for main_aro.py")
+    parser.add_argument("--data-root", default=RunConfig.data_root, help="data folder")
+    parser.add_argument("--split", choices=SPLITS, default="all", help="the paper's val / test split, or all")
+    parser.add_argument("--option", choices=("two", "four", "six"), default=None,
+                        help="answer options named in the question (default: the paper's per dataset)")
     parser.add_argument("--limit", type=int, default=None, help="first N samples only")
     parser.add_argument("--weight", type=float, default=1.0, help="ScalingVis alpha (1 = no intervention)")
-    parser.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default="none")
-    parser.add_argument("--boxes-json", default=None, help="boxes JSON (schema in dataset_zoo/boxes.py)")
-    parser.add_argument("--coco-annotations", default=None, help="COCO instances file, e.g. instances_val2017.json")
+    parser.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default=RunConfig.visual_prompt,
+                        help="box: draw boxes around the objects the question names, on both images")
+    parser.add_argument("--boxes-json", default=None,
+                        help="--visual-prompt box: boxes JSON (schema in dataset_zoo/boxes.py)")
+    parser.add_argument("--coco-annotations", default=None,
+                        help="--visual-prompt box: COCO instances file, e.g. instances_val2017.json")
     parser.add_argument("--box-detector", default=None, metavar="MODULE:FUNCTION",
-                        help="your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, imported from the current "
-                             "directory or sys.path (none is bundled)")
-    parser.add_argument("--box-colour", default="red")
-    parser.add_argument("--box-width", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=10)
-    parser.add_argument("--match", choices=("strict", "paper"), default="strict")
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--output", type=Path, default=None, help="JSONL file for every answer")
+                        help="--visual-prompt box: your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, "
+                             "imported from the current directory or sys.path (none is bundled)")
+    parser.add_argument("--box-colour", default=RunConfig.box_colour,
+                        help="--visual-prompt box: a colour name or #rrggbb")
+    parser.add_argument("--box-width", type=int, default=RunConfig.box_width,
+                        help="--visual-prompt box: line width in pixels")
+    parser.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
+    parser.add_argument("--max-new-tokens", type=int, default=RunConfig.max_new_tokens, help="answer length")
+    parser.add_argument("--match", choices=("strict", "paper"), default=RunConfig.match,
+                        help="strict: the answer names one option; paper: the original substring rule")
+    parser.add_argument("--dtype", choices=DTYPE_NAMES, default=RunConfig.dtype,
+                        help="weights' precision; auto: float32 on CPU, the checkpoint's own on a GPU")
+    parser.add_argument("--device", default=RunConfig.device, help="auto (cuda, then mps, then cpu), cuda, cuda:1, "
+                                                                   "mps or cpu")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="JSONL file for every answer (the metrics go to <output>.metrics.json)")
     return parser
 
 
+def check_args(args) -> None:
+    """Every flag, checked before any data or model loads (main_aro.py's rules, `runner.config`)."""
+    get_spec(args.dataset)
+    resolve_model_reference(args.model_path or args.model_name)
+    check_device_name(args.device)
+    for flag, low in (("limit", 1), ("batch_size", 1), ("max_new_tokens", 1), ("box_width", 1)):
+        value = getattr(args, flag)
+        if value is not None and value < low:
+            raise ToolkitError(f"--{flag.replace('_', '-')} must be >= {low}, got {value}")
+    if not math.isfinite(args.weight) or args.weight < 0:
+        raise ToolkitError(f"--weight must be a finite number >= 0 (1 = no intervention), got {args.weight}")
+    check_box_flags(args)
+    parse_colour(args.box_colour)
+    _check_box_detector(args)
+
+
 def _check_box_detector(args) -> None:
-    """--box-detector's form and company, checked before any data or model loads (main_aro.py's rule)."""
+    """--box-detector's form and company (main_aro.py's rule)."""
     if args.box_detector is None:
         return
     check_detector_spec(args.box_detector)
@@ -141,10 +171,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     args = build_parser().parse_args(argv)
-    from dataset_zoo import get_dataset
-    from model_zoo import get_model
     try:
-        _check_box_detector(args)
+        check_args(args)
+        from dataset_zoo import get_dataset
+        from model_zoo import get_model  # imports torch: after the checks, so a typo is refused at once
+
         dataset = get_dataset(args.dataset, root=args.data_root, split=args.split, option=args.option)
         samples = list(dataset)[:args.limit] if args.limit else list(dataset)
         visual_prompt = _visual_prompt(args)
