@@ -19,13 +19,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-from analysis.context import Context
 from analysis.figures import FIGURES, MODEL
 from common.cli import OneLineParser
 from common.errors import ToolkitError
 from runner.cli import build_parser as evaluation_parser
+
+if TYPE_CHECKING:
+    from analysis.context import Context
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +101,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     failed: dict[str, list[str]] = {}  # message -> the figures it stopped (a shared cause is reported once)
     try:
+        from analysis.context import Context  # imports torch and transformers: not needed for --help
+
         ctx = Context(args)
         for figure in _selected(args, ctx):
             try:

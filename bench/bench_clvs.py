@@ -10,38 +10,44 @@ every check runs: the most expensive case.
 from __future__ import annotations
 
 from bench import harness
-from bench.workload import ANSWER_TOKENS, Workload
-from bench.workload import WORKLOADS as ENGINE_WORKLOADS
-from intervention import CLVS, ClvsSmoothing
-from intervention.clvs_grid import answer_settings
+from bench.shapes import ANSWER_TOKENS
 
-GRID = tuple(CLVS(lam=lam) for lam in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0))  # a 6-value --clvs-lambda sweep
+LAMBDAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # a 6-value --clvs-lambda sweep
 
 
-def _clvs_forward(vlm, inputs):
-    """The engine benchmark's one prompt forward (logits of the last position only), under CLVS."""
-    with ClvsSmoothing(vlm):
-        return ENGINE_WORKLOADS["stock_forward"].run(vlm, inputs)
+def workloads() -> dict:
+    """The timed workloads. Built when the benchmark starts, not on import: they import torch, which `--help`
+    and argument errors do without."""
+    from bench.workload import WORKLOADS as ENGINE_WORKLOADS
+    from bench.workload import Workload
+    from intervention import CLVS, ClvsSmoothing
+    from intervention.clvs_grid import answer_settings
+
+    grid = tuple(CLVS(lam=lam) for lam in LAMBDAS)
+
+    def clvs_forward(vlm, inputs):
+        """The engine benchmark's one prompt forward (logits of the last position only), under CLVS."""
+        with ClvsSmoothing(vlm):
+            return ENGINE_WORKLOADS["stock_forward"].run(vlm, inputs)
+
+    def clvs(vlm, inputs):
+        return CLVS().run(vlm, inputs, ANSWER_TOKENS)
+
+    def clvs_grid(engine: str):
+        def run(vlm, inputs):
+            return answer_settings(vlm, inputs, grid, ANSWER_TOKENS, engine)
+        return run
+
+    return {w.name: w for w in (
+        ENGINE_WORKLOADS["baseline"],
+        ENGINE_WORKLOADS["stock_forward"],
+        Workload("clvs_forward", clvs_forward),
+        Workload("clvs", clvs),
+        Workload("clvs_grid_prefix", clvs_grid("prefix")),
+        Workload("clvs_grid_naive", clvs_grid("naive")),
+    )}
 
 
-def _clvs(vlm, inputs):
-    return CLVS().run(vlm, inputs, ANSWER_TOKENS)
-
-
-def _grid(engine: str):
-    def run(vlm, inputs):
-        return answer_settings(vlm, inputs, GRID, ANSWER_TOKENS, engine)
-    return run
-
-
-WORKLOADS = {w.name: w for w in (
-    ENGINE_WORKLOADS["baseline"],
-    ENGINE_WORKLOADS["stock_forward"],
-    Workload("clvs_forward", _clvs_forward),
-    Workload("clvs", _clvs),
-    Workload("clvs_grid_prefix", _grid("prefix")),
-    Workload("clvs_grid_naive", _grid("naive")),
-)}
 # (label, numerator, denominator, target)
 RATIOS = (
     ("CLVS / baseline", "clvs", "baseline", "<= 1.1"),
@@ -52,7 +58,7 @@ RATIOS = (
 
 
 def main(argv=None) -> None:
-    harness.main("python -m bench.bench_clvs", __doc__.splitlines()[0], WORKLOADS, RATIOS, argv)
+    harness.main("python -m bench.bench_clvs", __doc__.splitlines()[0], workloads, RATIOS, argv)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,11 @@ log-softmaxes over the vocabulary.
 """
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
-import torch
-
-from bench.bench_engine import busy_cpu_seconds, load, shape_line
-from bench.workload import SHAPES, WORKLOADS, batch_inputs, build_vlm
+from bench.shapes import SHAPES, check_shapes
 from common.cli import OneLineParser
 
 TIMED = ("baseline", "vcd", "dola", "dola_all_layers")
@@ -35,16 +33,17 @@ RATIOS = (
 )
 
 
-def time_calls(vlm, inputs, names, reps: int, warmup: int) -> dict[str, dict[str, list[float]]]:
-    """{clock: {workload: seconds per call}} over `reps` round-robin repetitions after `warmup` ones."""
+def time_calls(workloads: dict, vlm, inputs, names, reps: int, warmup: int) -> dict[str, dict[str, list[float]]]:
+    """{clock: {workload: seconds per call}} over `reps` round-robin repetitions after `warmup` ones;
+    `workloads`: `bench.workload.WORKLOADS`."""
     for _ in range(warmup):
         for name in names:
-            WORKLOADS[name].run(vlm, inputs)
+            workloads[name].run(vlm, inputs)
     times = {"wall": {name: [] for name in names}, "cpu": {name: [] for name in names}}
     for _ in range(reps):
         for name in names:
             wall, cpu = time.perf_counter(), time.process_time()
-            WORKLOADS[name].run(vlm, inputs)
+            workloads[name].run(vlm, inputs)
             times["wall"][name].append(time.perf_counter() - wall)
             times["cpu"][name].append(time.process_time() - cpu)
     return times
@@ -68,21 +67,44 @@ def ratio_table(times: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> None:
-    parser = OneLineParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m bench.bench_methods", description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
     parser.add_argument("--reps", type=int, default=5, help="timed round-robin repetitions")
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--batch", type=int, default=1, help="samples per call")
+    return parser
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The arguments, checked: a bad shape or count is one error line, before any model is built."""
+    parser = build_parser()
     args = parser.parse_args(argv)
+    args.shapes = ",".join(check_shapes(parser, args.shapes))
+    for flag in ("reps", "threads", "batch"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    # torch and the models are imported only once the arguments are checked, so --help answers at once.
+    import torch
+
+    from bench.engine_timing import busy_cpu_seconds, load, shape_line
+    from bench.workload import WORKLOADS, batch_inputs, build_vlm
+
     torch.set_num_threads(args.threads)
     for shape in args.shapes.split(","):
         vlm = build_vlm(shape)
         inputs = batch_inputs(vlm, shape, args.batch)
         print(f"\n## {shape_line(shape, vlm, inputs)}\n")
         before, busy, wall, own = load(), busy_cpu_seconds(), time.perf_counter(), time.process_time()
-        times = time_calls(vlm, inputs, TIMED, args.reps, args.warmup)
+        times = time_calls(WORKLOADS, vlm, inputs, TIMED, args.reps, args.warmup)
         external = (busy_cpu_seconds() - busy - (time.process_time() - own)) / (time.perf_counter() - wall)
         print(f"batch {args.batch}, {args.reps} round-robin repetitions after {args.warmup} warm-up; other "
               f"processes used {max(0.0, external):.2f} cores meanwhile; 1-min load average {before:.2f} before, "

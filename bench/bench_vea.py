@@ -25,9 +25,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from functools import lru_cache  # noqa: E402
 
 from bench import harness  # noqa: E402
-from bench.workload import ANSWER_TOKENS, WORKLOADS, Workload, batch_images  # noqa: E402
-from methods.vea import VEA  # noqa: E402
-from methods.vea_profile import attribute  # noqa: E402
+from bench.shapes import ANSWER_TOKENS, batch_images  # noqa: E402
 
 LAYERS = "2"  # one layer of four: ceil(0.1 L), as profiling would keep
 # (label, numerator, denominator, target)
@@ -44,27 +42,32 @@ def _batch(family: str, rows: int) -> tuple[tuple, tuple]:
     return tuple(images), tuple(questions)
 
 
-def _vea(setting: VEA):
-    def run(vlm, inputs):
-        images, questions = _batch(vlm.family, inputs["input_ids"].shape[0])
-        return setting.run(vlm, list(images), list(questions), max_new_tokens=ANSWER_TOKENS, inputs=inputs)
-    return run
+def workloads() -> dict:
+    """The timed workloads. Built when the benchmark starts, not on import: they import torch, which `--help`
+    and argument errors do without."""
+    from bench.workload import WORKLOADS, Workload
+    from methods.vea import VEA
+    from methods.vea_profile import attribute
 
+    def vea(setting: VEA):
+        def run(vlm, inputs):
+            images, questions = _batch(vlm.family, inputs["input_ids"].shape[0])
+            return setting.run(vlm, list(images), list(questions), max_new_tokens=ANSWER_TOKENS, inputs=inputs)
+        return run
 
-def _attribution(vlm, inputs):
-    return attribute(vlm, inputs, _batch(vlm.family, inputs["input_ids"].shape[0])[0])
+    def attribution(vlm, inputs):
+        return attribute(vlm, inputs, _batch(vlm.family, inputs["input_ids"].shape[0])[0])
 
-
-TIMED = {w.name: w for w in (
-    WORKLOADS["baseline"],
-    Workload("vea", _vea(VEA(layers=LAYERS))),
-    Workload("vea_no_hint", _vea(VEA(layers=LAYERS, hint=False))),
-    Workload("vea_attribution", _attribution),
-)}
+    return {w.name: w for w in (
+        WORKLOADS["baseline"],
+        Workload("vea", vea(VEA(layers=LAYERS))),
+        Workload("vea_no_hint", vea(VEA(layers=LAYERS, hint=False))),
+        Workload("vea_attribution", attribution),
+    )}
 
 
 def main(argv=None) -> None:
-    harness.main("python -m bench.bench_vea", __doc__.splitlines()[0], TIMED, RATIOS, argv)
+    harness.main("python -m bench.bench_vea", __doc__.splitlines()[0], workloads, RATIOS, argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-import torch
-
-from bench.bench_engine import busy_cpu_seconds, load, shape_line
-from bench.workload import SHAPES, Workload, batch_inputs, build_vlm
+from bench.shapes import SHAPES, check_shapes
 from common.cli import OneLineParser
+
+# torch and the models (`bench.workload`, `bench.engine_timing`) are imported once the arguments are checked, so
+# `--help` and argument errors answer at once.
+if TYPE_CHECKING:
+    from bench.workload import Workload
 
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 Ratio = tuple[str, str, str, str]  # (label, numerator workload, denominator workload, target)
@@ -26,6 +28,8 @@ def time_round_robin(workloads: dict[str, Workload], vlm, inputs, reps: int, war
                      clock) -> tuple[dict[str, list[float]], float]:
     """Seconds per call of each workload over `reps` round-robin repetitions, and the cores other processes
     used meanwhile (from /proc/stat)."""
+    from bench.engine_timing import busy_cpu_seconds
+
     for _ in range(warmup):
         for workload in workloads.values():
             workload.run(vlm, inputs)
@@ -53,27 +57,51 @@ def ratio_table(times: dict[str, list[float]], ratios: Sequence[Ratio]) -> str:
     return "\n".join(rows)
 
 
-def main(prog: str, description: str, workloads: dict[str, Workload], ratios: Sequence[Ratio], argv=None) -> None:
-    """The command line of one per-method benchmark: time `workloads` on each shape, print the tables."""
+def build_parser(prog: str, description: str) -> OneLineParser:
+    """The command line every per-method benchmark shares."""
     parser = OneLineParser(prog=prog, description=description)
-    parser.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated: " + ", ".join(SHAPES))
+    parser.add_argument("--shapes", default=",".join(SHAPES),
+                        help="comma-separated: " + ", ".join(SHAPES) + " (default: %(default)s)")
     parser.add_argument("--reps", type=int, default=11, help="timed round-robin repetitions (default: %(default)s)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed repetitions first (default: %(default)s)")
     parser.add_argument("--clock", choices=tuple(CLOCKS), default="cpu",
                         help="cpu: this process's CPU time (robust on a shared machine); wall: elapsed time "
                              "(default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: 1 for cpu, 2 for wall)")
+    return parser
+
+
+def parse_args(prog: str, description: str, argv=None):
+    """The arguments, checked (a bad shape or count is one error line), and the shapes to time."""
+    parser = build_parser(prog, description)
     args = parser.parse_args(argv)
-    unknown = [shape for shape in args.shapes.split(",") if shape not in SHAPES]
-    if unknown:
-        parser.error(f"unknown shape(s) {', '.join(unknown)}; choose from {', '.join(SHAPES)}")
+    shapes = check_shapes(parser, args.shapes)
+    for flag in ("reps", "threads"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    return args, shapes
+
+
+def main(prog: str, description: str, workloads: Callable[[], dict[str, Workload]], ratios: Sequence[Ratio],
+         argv=None) -> None:
+    """The command line of one per-method benchmark: time the workloads (`workloads()` builds them, importing
+    torch, once the arguments are checked) on each shape, print the tables."""
+    args, shapes = parse_args(prog, description, argv)
+    import torch  # here, not at the top: see the module's imports
+
+    from bench.engine_timing import load, shape_line
+    from bench.workload import batch_inputs, build_vlm
+
     torch.set_num_threads(args.threads or (1 if args.clock == "cpu" else 2))
-    for shape in args.shapes.split(","):
+    timed = workloads()
+    for shape in shapes:
         before = load()
         vlm = build_vlm(shape)
         inputs = batch_inputs(vlm, shape, 1)
         print(f"\n## {shape_line(shape, vlm, inputs)}\n")
-        times, external = time_round_robin(workloads, vlm, inputs, args.reps, args.warmup, CLOCKS[args.clock])
+        times, external = time_round_robin(timed, vlm, inputs, args.reps, args.warmup, CLOCKS[args.clock])
         print(f"batch 1, {args.clock} time, {args.reps} round-robin repetitions after {args.warmup} warm-up ones; "
               f"other processes used {external:.2f} cores meanwhile; 1-min load average {before:.2f} before, "
               f"{load():.2f} after\n\n{ratio_table(times, ratios)}\n", flush=True)

@@ -1,13 +1,5 @@
-"""The benchmark's models, inputs and workloads (what one timed call does).
-
-Models: tiny random CPU models with the sequence layout of the paper's models and a small language
-model (`SHAPES`): LLaVA-1.5-like (CLIP 336 px / patch 14 -> 576 image tokens) and Qwen2-VL-like
-(672 x 672 image, patch 14, 2x2 merge -> 576 image tokens); LM 4 layers x hidden 256 x 8 heads x MLP 1024.
-
-Answer length: random weights never emit EOS, so every workload decodes exactly `ANSWER_TOKENS` = 2
-tokens (max_new_tokens=2): the cost of a one-word answer followed by EOS (the first token comes from
-the prompt's last position, the second from one decode step), identical for every variant.
-"""
+"""The benchmark's models, inputs and workloads (what one timed call does); the shapes of the models, the
+batch and the answer length are in `bench.shapes`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +7,7 @@ from typing import Callable
 
 import torch
 
+from bench.shapes import ANSWER_TOKENS, LANGUAGE_MODEL, SHAPES, batch_images
 from intervention import AdaptVis, ScalingVis, open_session
 from intervention.capture import capture_attention
 from intervention.lm import RegisteredAttention
@@ -25,19 +18,6 @@ from methods import Configuration
 from methods.dola import DoLa
 from methods.vcd import VCD
 
-ANSWER_TOKENS = 2
-LANGUAGE_MODEL = dict(lm_layers=4, hidden=256, heads=8, kv_heads=8, vision_layers=2, vision_hidden=64,
-                      text_config={"intermediate_size": 1024})
-SHAPES = {
-    "llava": dict(family="llava", image_size=336, patch_size=14, image=(400, 300)),
-    "qwen2_vl": dict(family="qwen2_vl", image_size=672, patch_size=14, image=(672, 672)),
-}
-QUESTIONS = (
-    "Where is the mug in relation to the table? Answer with left, right, on or under.",
-    "Where is the cat?",
-    "Is the dog on the left or right of the chair? Answer in one word.",
-    "Where is the lamp in relation to the bed?",
-)
 ALPHAS = (0.5, 0.8, 1.2, 1.5, 2.0)  # run.sh's ScalingVis grid; with the baseline: 6 alphas
 WEIGHT1 = (0.5, 0.8)
 WEIGHT2 = (1.2, 1.5, 2.0)
@@ -62,17 +42,6 @@ def build_vlm(shape: str, seed: int = 0) -> VLM:
     model, processor = build_tiny_vlm(spec["family"], seed=seed, image_size=spec["image_size"],
                                       patch_size=spec["patch_size"], **LANGUAGE_MODEL)
     return VLM.from_loaded(model, processor)
-
-
-def batch_images(shape: str, batch_size: int) -> tuple[list, list[str]]:
-    """The benchmark batch's noise images of the shape's size and its questions (of different lengths)."""
-    from numpy.random import default_rng
-    from PIL import Image
-
-    width, height = SHAPES[shape]["image"]
-    images = [Image.fromarray(default_rng(i).integers(0, 256, (height, width, 3), dtype="uint8"))
-              for i in range(batch_size)]
-    return images, [QUESTIONS[i % len(QUESTIONS)] for i in range(batch_size)]
 
 
 def batch_inputs(vlm: VLM, shape: str, batch_size: int):

@@ -12,12 +12,16 @@ from __future__ import annotations
 import argparse
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from common.cli import OneLineParser
 from model_zoo.toy import CHECKPOINT_DIR
-from model_zoo.toy.attention_mass import AttentionReport, measure_attention_mass
-from model_zoo.toy.data import Example, make_examples, prompt_for
+
+# The toy model's modules import torch: they are imported inside the functions that use them, so that `--help`
+# and argument errors answer at once.
+if TYPE_CHECKING:
+    from model_zoo.toy.attention_mass import AttentionReport
+    from model_zoo.toy.data import Example
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +38,8 @@ class ScalingRow:
 
 def generate_answers(vlm, examples: Sequence[Example], batch_size: int = 50) -> list[str]:
     """Greedy answers of a `VLM` for the examples (prompts as the toolkit builds them)."""
+    from model_zoo.toy.data import prompt_for
+
     answers: list[str] = []
     for start in range(0, len(examples), batch_size):
         batch = examples[start:start + batch_size]
@@ -96,6 +102,7 @@ def evaluate_checkpoint(path, n: int = 500, test_seed: str = "toy-test-0", alpha
                         variants: Sequence[str] = ("A",)) -> Evaluation:
     """Load `path` through `get_model` and measure it on `n` fresh scenes."""
     from model_zoo import get_model
+    from model_zoo.toy.data import make_examples
 
     vlm = get_model(str(path), dtype="float32", device="cpu")
     return evaluate_vlm(vlm, make_examples(test_seed, n, variants=variants), test_seed, alphas)
@@ -103,19 +110,30 @@ def evaluate_checkpoint(path, n: int = 500, test_seed: str = "toy-test-0", alpha
 
 def evaluate_vlm(vlm, examples: Sequence[Example], test_seed: str,
                  alphas: Sequence[float] = ALPHAS) -> Evaluation:
+    from model_zoo.toy.attention_mass import measure_attention_mass
+
     answers = generate_answers(vlm, examples)
     attention = measure_attention_mass(vlm.model, vlm.processor, examples)
     return Evaluation(len(examples), test_seed, accuracy(answers, examples), attention,
                       scaling_table(vlm, examples, alphas))
 
 
-def main(argv: Sequence[str] | None = None) -> Evaluation:
-    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=str(CHECKPOINT_DIR), help="checkpoint directory (default: shipped)")
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="python -m model_zoo.toy.evaluate", description=__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=str(CHECKPOINT_DIR),
+                        help="checkpoint directory (default: the shipped one)")
     parser.add_argument("--n", type=int, default=500, help="number of fresh test scenes")
     parser.add_argument("--test-seed", default="toy-test-0", help="name of the random stream of the test scenes")
     parser.add_argument("--variant", choices=("A", "B"), default="A", help="synthetic Controlled variant")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> Evaluation:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.n < 1:
+        parser.error(f"--n must be >= 1, got {args.n}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     result = evaluate_checkpoint(args.checkpoint, args.n, args.test_seed, variants=(args.variant,))
     logger.info("%s", result.markdown())

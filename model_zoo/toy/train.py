@@ -41,20 +41,23 @@ import random
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import torch
-from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from common.cli import OneLineParser
 from dataset_zoo.prompts import load_templates
-from model_zoo.tiny import save_tiny_vlm
-from model_zoo.toy.build import Architecture, build_toy_model
 from dataset_zoo.synthetic import RELATIONS
-from model_zoo.toy.data import VARIANTS, Example, Mix, draw_example, make_examples, prompt_for
+
+# torch, and the toy model's modules (which import it), are imported inside the functions that use them, so
+# that `--help` and argument errors answer at once.
+if TYPE_CHECKING:
+    import torch
+
+    from model_zoo.toy.build import Architecture
+    from model_zoo.toy.data import Example, Mix
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +77,16 @@ class TrainConfig:
     eval_every: int = 100
     val_size: int = 300
     test_size: int = 500
-    mix: Mix = field(default_factory=Mix)
-    arch: Architecture = field(default_factory=Architecture)
+    mix: Optional[Mix] = None            # None: the recipe's mix, `Mix()`
+    arch: Optional[Architecture] = None  # None: the recipe's model, `Architecture()`
+
+    def __post_init__(self):
+        # The defaults are filled here, not as field defaults, because their modules import torch.
+        from model_zoo.toy.build import Architecture
+        from model_zoo.toy.data import Mix
+
+        self.mix = Mix() if self.mix is None else self.mix
+        self.arch = Architecture() if self.arch is None else self.arch
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -100,6 +111,10 @@ def spread_at(step: int, config: TrainConfig) -> float:
 
 def encode_batch(processor, examples: Sequence[Example]) -> dict[str, torch.Tensor]:
     """Left-padded prompts with the answer word and EOS appended; `targets` are those two token ids."""
+    import torch
+
+    from model_zoo.toy.data import prompt_for
+
     inputs = processor(images=[e.image for e in examples], text=[prompt_for(processor, e) for e in examples],
                        padding=True, return_tensors="pt")
     tokenizer = processor.tokenizer
@@ -114,6 +129,8 @@ def encode_batch(processor, examples: Sequence[Example]) -> dict[str, torch.Tens
 
 def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Cross-entropy on the answer word (predicted at the last prompt token) and on EOS (after the answer)."""
+    from torch.nn import functional as F
+
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                    pixel_values=batch["pixel_values"], logits_to_keep=3).logits[:, :2]
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].reshape(-1))
@@ -121,6 +138,10 @@ def answer_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def first_token_accuracy(model, processor, examples: Sequence[Example], batch_size: int = 100) -> float:
     """Share of examples whose greedy first answer token is the gold word (one forward pass, no generate)."""
+    import torch
+
+    from model_zoo.toy.data import prompt_for
+
     correct = 0
     model.eval()
     with torch.inference_mode():
@@ -151,6 +172,12 @@ def train(config: TrainConfig, progress: bool = True, snapshot_dir: Path | None 
     With `snapshot_dir` and `snapshot_every`, the model is also saved every that many steps to
     `snapshot_dir/step-<N>` (to compare checkpoints of different accuracy without retraining).
     """
+    import torch
+
+    from model_zoo.tiny import save_tiny_vlm
+    from model_zoo.toy.build import build_toy_model
+    from model_zoo.toy.data import draw_example, make_examples
+
     torch.manual_seed(config.seed)
     model, processor = build_toy_model(config.arch, seed=config.seed)
     templates = load_templates()
@@ -222,6 +249,8 @@ def at_chance(accuracy: float, n: int, chance: float) -> bool:
 
 def training_markdown(config: TrainConfig, result: TrainResult, command: str, evaluation=None) -> str:
     """The TRAINING.md of a checkpoint: how it was made and what it measures."""
+    import torch
+
     lines = ["# Toy LLaVA checkpoint", "",
              "A tiny LLaVA-1.5 (CLIP vision tower + Llama language model) trained from scratch on synthetic "
              f"Controlled-{'/'.join(config.variants)} scenes by `model_zoo/toy/train.py`.", "",
@@ -242,6 +271,8 @@ def training_markdown(config: TrainConfig, result: TrainResult, command: str, ev
 
 def save_checkpoint(result: TrainResult, config: TrainConfig, output: Path, command: str, evaluate: bool = True):
     """Save model + processor, then (optionally) measure the saved directory and write TRAINING.md."""
+    from model_zoo.tiny import save_tiny_vlm
+
     save_tiny_vlm(result.model, result.processor, output)
     evaluation = None
     if evaluate:
@@ -260,7 +291,8 @@ def save_checkpoint(result: TrainResult, config: TrainConfig, output: Path, comm
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m model_zoo.toy.train", description=__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults, arch = TrainConfig(), Architecture()
+    defaults = TrainConfig  # the class: its plain defaults, without the torch-importing mix and architecture
+    arch = "(default: the recipe's, model_zoo.toy.build.Architecture)"
     parser.add_argument("--output", type=Path, required=True, help="checkpoint directory to write")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="model init and the data streams toy-train/val/test-SEED")
@@ -276,12 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps between validations")
     parser.add_argument("--val-size", type=int, default=defaults.val_size, help="validation scenes")
     parser.add_argument("--test-size", type=int, default=defaults.test_size, help="held-out test scenes")
-    parser.add_argument("--lm-layers", type=int, default=arch.lm_layers, help="language-model layers")
-    parser.add_argument("--hidden", type=int, default=arch.hidden, help="language-model hidden size")
-    parser.add_argument("--vision-layers", type=int, default=arch.vision_layers, help="vision-tower layers")
-    parser.add_argument("--vision-hidden", type=int, default=arch.vision_hidden, help="vision-tower hidden size")
-    parser.add_argument("--vision-feature-layer", type=int, default=arch.vision_feature_layer,
-                        help="vision tower layer whose output feeds the projector (-1 = last)")
+    parser.add_argument("--lm-layers", type=int, default=None, help=f"language-model layers {arch}")
+    parser.add_argument("--hidden", type=int, default=None, help=f"language-model hidden size {arch}")
+    parser.add_argument("--vision-layers", type=int, default=None, help=f"vision-tower layers {arch}")
+    parser.add_argument("--vision-hidden", type=int, default=None, help=f"vision-tower hidden size {arch}")
+    parser.add_argument("--vision-feature-layer", type=int, default=None,
+                        help=f"vision tower layer whose output feeds the projector (-1 = last) {arch}")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: results then do not depend on the core count)")
     parser.add_argument("--no-evaluate", action="store_true",
@@ -296,11 +328,11 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse
     parser = build_parser()
     args = parser.parse_args(argv)
     variants = tuple(v.strip().upper() for v in args.variants.split(","))
-    if not set(variants) <= set(VARIANTS):
+    if not set(variants) <= set(RELATIONS):  # the synthetic variants, each with its relations
         parser.error(f"--variants takes A, B or A,B, got {args.variants!r}")
     for flag in ("steps", "batch_size", "eval_every", "val_size", "test_size", "lm_layers", "hidden",
                  "vision_layers", "vision_hidden", "threads"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
     if args.lr <= 0 or args.warmup < 0 or not 0 <= args.curriculum <= 1 or not 0 <= args.target_accuracy <= 1:
         parser.error("--lr must be > 0, --warmup >= 0, --curriculum and --target-accuracy in [0, 1]")
@@ -308,15 +340,24 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, argparse
         seed=args.seed, steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
         curriculum=args.curriculum, variants=variants, target_accuracy=args.target_accuracy or None,
         eval_every=args.eval_every, val_size=args.val_size, test_size=args.test_size,
-        arch=Architecture(hidden=args.hidden, lm_layers=args.lm_layers, vision_layers=args.vision_layers,
-                          vision_hidden=args.vision_hidden, vision_feature_layer=args.vision_feature_layer))
+        arch=_architecture(args))
     return config, args
+
+
+def _architecture(args: argparse.Namespace) -> Architecture:
+    """The recipe's architecture with the sizes given on the command line."""
+    from model_zoo.toy.build import Architecture  # imports torch: only once the arguments are checked
+
+    sizes = ("hidden", "lm_layers", "vision_layers", "vision_hidden", "vision_feature_layer")
+    return Architecture(**{name: getattr(args, name) for name in sizes if getattr(args, name) is not None})
 
 
 def main(argv: Sequence[str] | None = None) -> TrainResult:
     argv = list(sys.argv[1:] if argv is None else argv)
     config, args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    import torch  # after the arguments: --help and argument errors answer without it
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
