@@ -2,7 +2,7 @@
 
 * attention-mass (paper Fig. 3, Table 5): image vs text attention mass per layer, and per token;
 * attention-variance (Fig. 7 left, 16/17): how concentrated the image attention is per layer, right vs wrong;
-* layer-lines (the peers' per-layer plot, peer_methods.md A.6): image and text mass per layer of chosen samples;
+* layer-lines (the peers' per-layer plot): image and text mass per layer of chosen samples;
 * heatmaps (Fig. 5, 9, 10): the head-mean image attention of chosen layers over the image, baseline vs method.
 """
 from __future__ import annotations

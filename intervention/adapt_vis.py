@@ -1,6 +1,6 @@
 """AdaptVis: pick alpha per sample from the model's confidence, then answer with ScalingVis at that alpha.
 
-Rule (paper §4.2; original `llava15.py` L379-399, original_adaptvis.md §2): confidence = the max softmax
+Rule (paper §4.2; original `llava15.py` L379-399): confidence = the max softmax
 probability over the whole vocabulary of the first generated token at alpha = 1, rounded to 2 decimals
 (as the original, optional here); alpha = weight1 ("smooth", meant < 1) if confidence < threshold, else
 weight2 ("sharpen", meant > 1). The original's VSR branch compared a raw logit instead of the

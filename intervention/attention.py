@@ -1,12 +1,12 @@
 """The ScalingVis attention function, registered with transformers under one name.
 
-What it computes (paper §4; original code `modeling_llama_add_attn.py` L257-L302, original_adaptvis.md
-§1.4): in every targeted language-model layer and head, the pre-softmax logits `QK^T * scaling` of the
+What it computes (paper §4; original code `modeling_llama_add_attn.py` L257-L302):
+in every targeted language-model layer and head, the pre-softmax logits `QK^T * scaling` of the
 targeted query rows toward image-token keys are multiplied by alpha, BEFORE the additive
 causal/padding mask is applied (scaling after the mask would un-mask masked keys for alpha <= 0), then
 fp32 softmax, then `@ V`.
 
-How (variant "R" of transformers_attention.md §4): the whole call runs through stock
+How: the whole call runs through stock
 `sdpa_attention_forward`; then only the targeted rows of the rows whose alpha != 1 are recomputed
 exactly with explicit eager arithmetic and written over the SDPA output. Calls with nothing to target
 are therefore the stock SDPA call, bit for bit, and no full attention matrix is built. Only when the
@@ -15,7 +15,7 @@ scaling) so it can return them.
 
 The function is registered in both `AttentionInterface` and `AttentionMaskInterface` (with `sdpa_mask`):
 registered only in the former, transformers would hand it `attention_mask=None` and padding would be
-silently lost (transformers_attention.md §1.1, pitfall 1).
+silently lost.
 
 The exact-row recompute implements plain causal softmax attention with an additive mask. A call that
 asks for anything else (a bidirectional `is_causal=False`, logit soft-capping, attention sinks, a
@@ -74,7 +74,7 @@ def scaling_vis_attention(module, query, key, value, attention_mask, dropout: fl
 
 def _refuse_sliding_window(module, kwargs) -> None:
     # A sliding-window cache returns only the window's keys, so key index != absolute position and the
-    # targeted row / image columns would be wrong (transformers_attention.md pitfall 6).
+    # targeted row / image columns would be wrong.
     if kwargs.get("sliding_window") is not None or getattr(module, "sliding_window", None) is not None:
         raise ToolkitError("ScalingVis/AdaptVis do not support models with sliding-window attention layers yet; "
                            "use a model without sliding windows")

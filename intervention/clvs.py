@@ -247,7 +247,7 @@ def _check_layer_index(layer, position: int, modules: dict[int, int]) -> None:
 
 def _refuse_sliding_window(model) -> None:
     # A sliding-window cache keeps only the window's keys, so key index != position and the image columns
-    # and the generating row would be misread (transformers_attention.md pitfall 6).
+    # and the generating row would be misread.
     text = model.config.get_text_config()
     windowed = "sliding_attention" in (getattr(text, "layer_types", None) or []) or (
         getattr(text, "use_sliding_window", False) and getattr(text, "sliding_window", None))

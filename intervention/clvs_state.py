@@ -32,7 +32,7 @@ import torch
 
 from common.errors import ToolkitError
 from intervention.rows import RowEditor, RowPlan
-ENTROPY_TOP_K = 10  # the peer's top-10 renormalised entropy (peer_methods §A.5)
+ENTROPY_TOP_K = 10  # the peer's top-10 renormalised entropy (README, CLVS: the ambiguity table)
 NOT_STOPPED = -1
 
 
@@ -84,7 +84,7 @@ class ClvsState(RowEditor):
         self.module_layers = module_layers
         self.image_token_id = image_token_id
         self.num_layers = num_layers
-        # The peer checks `l >= L/2` (peer_methods §A.5); ceil keeps that for odd L.
+        # The peer checks `l >= L/2` (README, CLVS); ceil keeps that for odd L.
         self.first_checked = math.ceil(num_layers / 2)
         self.last_checked = num_layers - 2
         self.settings = {"lam": lam, "beta": beta, "tau": tau}

@@ -1,8 +1,8 @@
 """The targeting state of one active ScalingVis (a `RowEditor`, see `intervention.rows`).
 
 transformers gives an attention function no absolute positions and no input ids, and forward kwargs
-cannot carry our state (`generate` rejects unknown kwargs, and Qwen forwards them into the vision tower;
-transformers_attention.md §1.4). So the state is an object on the context-local stack of
+cannot carry our state (`generate` rejects unknown kwargs, and Qwen forwards them into the vision tower).
+So the state is an object on the context-local stack of
 `intervention.rows`, managed by the `ScalingVis` context manager.
 
 A state knows:

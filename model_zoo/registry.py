@@ -82,7 +82,7 @@ class ModelEntry:
         return str(REPO_ROOT / self.model_id) if self.local else self.model_id
 
 
-# The original code pinned llava-hf/llava-1.5-7b-hf to revision "a272c74" (original_adaptvis.md §6). We load
+# The original code pinned llava-hf/llava-1.5-7b-hf to revision "a272c74". We load
 # the hub's current files by default because that 2024 revision was only used with transformers 4.39 and is
 # untested with transformers 5 here; pass revision="a272c74" (or any commit) to pin.
 PAPER_LLAVA_REVISION = "a272c74"

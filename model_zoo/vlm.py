@@ -1,8 +1,8 @@
 """The `VLM` wrapper: one loaded model + processor, turning (image, question) pairs into answers.
 
 Prompts come from the model's own chat template (prompt_format="chat") or, with prompt_format="paper",
-the original AdaptVis code's literal LLaVA-1.5 string ("<image>\\nUSER: {question}\\nASSISTANT:",
-original_adaptvis.md §1.5) so results can match the paper; "auto" picks one per model
+the original AdaptVis code's literal LLaVA-1.5 string ("<image>\\nUSER: {question}\\nASSISTANT:")
+so results can match the paper; "auto" picks one per model
 (`resolve_prompt_format`). Batches are left-padded (the intervention targets the last prompt
 position, which left padding puts at the same index for every row).
 """

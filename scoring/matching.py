@@ -8,7 +8,7 @@ Two modes (`MATCH_MODES`):
   dropped ("on" inside "on top of", "front" inside "in front of", "on" inside "on the left"). The earliest
   remaining match decides. If the generation names nothing, or the earliest match stands for more than one
   option, the prediction is None ("unparsed") and counts as wrong.
-* ``"paper"``: the rule of the original AdaptVis code (reference: original_adaptvis.md §3.3-§3.4).
+* ``"paper"``: the rule of the original AdaptVis code (README, Differences from the original code).
   Multiple choice: correct iff the gold word is a case-insensitive substring of the generation, except that
   gold "on" is wrong whenever "front" occurs in the lower-cased generation. Yes/no (VSR): label 1 is correct
   iff ``'Yes' in generation`` and label 0 iff ``'No' in generation`` (case-sensitive substrings, so "yes" is

@@ -4,7 +4,7 @@ Each sample belongs to a group (obj1, obj2) and fills one relation slot of it. A
 slots of one group: left+right, and on+under (A) or in-front+behind (B). A set is all four slots of a group.
 A pair (set) is correct when all its members are judged correct.
 
-Two versions are reported (reference: original_adaptvis.md §3.4, datasets.md §1.4, §2.6):
+Two versions are reported (README, Differences from the original code):
 
 * ``pair_accuracy`` / ``set_accuracy``: correct pairs (sets) over the COMPLETE pairs (sets) among the evaluated
   samples, i.e. pairs (sets) whose members were all evaluated. None when no complete pair (set) exists, because

@@ -9,7 +9,7 @@ a wrong answer, so it is an FN for gold yes and an FP for gold no (this is also 
 * ``yes_ratio``: the fraction of answers that say "yes" (prediction "yes"), POPE's "Yes" column
   (Li et al. 2023, the POPE paper; LLaVA's eval_pope.py). An unparsed answer says neither. (lmms-eval's
   `pope_yes_ratio` counts the gold answers instead, which is always 0.5 on POPE.)
-* ``f1_paper``: what the original code calls F1 (reference: original_adaptvis.md §3.4, datasets.md §2.4). Its
+* ``f1_paper``: what the original code calls F1 (README, Differences from the original code). Its
   "precision" is TP/(TP+FN) (the TPR) and its "recall" TN/(TN+FP) (the TNR), so its "F1" is the harmonic mean
   of TPR and TNR. It is 0.0 when TPR = TNR = 0 (the limit of the harmonic mean; the original divides by zero).
 

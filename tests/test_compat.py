@@ -113,7 +113,7 @@ def test_item4_attention_weight_requests_are_visible_to_the_attention_function(t
 
 
 def test_item5_cache_layers_are_dynamic_and_grow_by_rebinding(tiny_vlm):
-    """The property forks rely on (transformers_attention.md pitfall 12): update() rebinds keys/values
+    """The property forks rely on: update() rebinds keys/values
     instead of writing in place, so a fork never changes the tensors it shares."""
     inputs = two_sample_inputs(tiny_vlm)
     cache = _prompt_cache(tiny_vlm, inputs)

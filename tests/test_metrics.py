@@ -1,5 +1,5 @@
-"""Metrics on hand-computed cases: the Controlled A/B fixtures of datasets.md §1.6 (full and partial), the VSR
-"Yes to everything" example of datasets.md §3.6, zero-denominator guards, per-relation and confusion counts."""
+"""Metrics on hand-computed cases: the Controlled A/B fixtures (full and partial), the VSR
+"Yes to everything" example, zero-denominator guards, per-relation and confusion counts."""
 import itertools
 import json
 import random
@@ -21,7 +21,7 @@ CONTROLLED_B_FILES = [
     "toy-car_left_of_cup.jpeg", "teapot_behind_spoon.jpeg", "toy-car_right_of_cup.jpeg",
     "teapot_left_of_spoon.jpeg", "toy-car_in-front_of_cup.jpeg",
 ]
-VSR_ROWS = [  # (relation, label) of the six synthetic zero-shot rows of datasets.md §3.6
+VSR_ROWS = [  # (relation, label) of six synthetic zero-shot rows
     ("under", 1), ("left of", 0), ("on top of", 1), ("contains", 1), ("facing away from", 0), ("behind", 0),
 ]
 
@@ -122,7 +122,7 @@ def test_no_complete_pair_gives_none_not_zero():
 
 
 def original_pair_set(all_samples, subset_indices, correct_by_index, variant):
-    """The original formula as described in original_adaptvis.md §3.4: an eval_dict over the FULL dataset with
+    """The original formula of the original code: an eval_dict over the FULL dataset with
     every slot 0, filled in for the evaluated subset, then pair_correct/(n/2) and set_correct/(n/4)."""
     slots = ("left", "right", "on", "under") if variant == "A" else ("left", "right", "in-front", "behind")
     eval_dict = {sample.group: dict.fromkeys(slots, 0) for sample in all_samples}

@@ -7,13 +7,14 @@ from typing import Optional
 from common.errors import ToolkitError
 from dataset_zoo.catalog import DATASET_NAMES
 from dataset_zoo.splits import SPLITS
-from model_zoo.vlm import PROMPT_FORMATS
-from training.encode import PADDING_SIDES
+from model_zoo.registry import PROMPT_FORMATS
+
+PADDING_SIDES = ("left", "right")  # where the batch pads (training/encode.py labels either correctly)
 
 TUNINGS = ("full", "lora")
 PRECISIONS = ("fp32", "bf16", "bf16-mixed")
 SCHEDULERS = ("linear", "cosine", "constant")
-# The peer's LoRA targets (peer_methods.md §A.7): attention and MLP projections of the language model.
+# The peer's LoRA targets (README, Fine-tuning): attention and MLP projections of the language model.
 PEER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Settings that may differ when a run is resumed: they change neither the data order nor the updates (a run
 # folder may also be moved).
@@ -22,7 +23,7 @@ RESUMABLE_CHANGES = ("output_dir", "num_workers", "eval_batch_size", "progress")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """Defaults follow the peer's recipe (peer_methods.md §A.7) where it has one."""
+    """Defaults follow the peer survey's recipe (README, Fine-tuning) where it has one."""
 
     output_dir: str
     model: str = "toy"

@@ -6,7 +6,7 @@ model's generation `eos_token_id`: `</s>` for LLaVA, `<|im_end|>` for Qwen). The
 the way a model continues it: directly after a prompt ending in whitespace (Qwen's "assistant\\n"), after one
 space otherwise (LLaVA's "ASSISTANT:").
 
-Label masking, and the bug it avoids (peer_methods.md §A.7): the peer masked the prompt with a length taken
+Label masking, and the bug it avoids (README, Fine-tuning: Labels): the peer masked the prompt with a length taken
 from a text-only tokenisation, which holds one image placeholder where the processor puts N image tokens, so
 N - 1 prompt tokens (image tokens and question) became targets. Here the processor encodes the whole
 sequence (placeholders expanded) and the targets are the last k real tokens of each row of *that* encoding,
@@ -24,9 +24,9 @@ from transformers import BatchFeature
 
 from common.errors import ToolkitError
 from dataset_zoo.base import Sample
+from training.config import PADDING_SIDES
 
 IGNORE_INDEX = -100
-PADDING_SIDES = ("left", "right")
 
 
 def end_of_turn_id(vlm) -> int:

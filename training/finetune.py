@@ -27,8 +27,7 @@ from common.errors import ToolkitError
 from dataset_zoo.catalog import DATASET_NAMES
 from dataset_zoo.splits import SPLITS
 from model_zoo.registry import PROMPT_FORMATS
-from training.config import PRECISIONS, SCHEDULERS, TUNINGS, FinetuneConfig
-from training.encode import PADDING_SIDES
+from training.config import PADDING_SIDES, PRECISIONS, SCHEDULERS, TUNINGS, FinetuneConfig
 
 DEFAULTS = FinetuneConfig(output_dir="")
 
