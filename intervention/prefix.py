@@ -2,7 +2,8 @@
 
 ScalingVis changes only the attention row of the last prompt position n-1. By causality, no position
 before n-1 attends to it, so the hidden states and key/values of positions [0, n-1) are the same for
-every alpha (tests/test_prefix_sharing.py: the branches equal stock `generate` token for token). The engine therefore:
+every alpha (tests/test_prefix_sharing.py: the branches equal stock `generate` token for token). The
+engine therefore:
 
 1. runs stock `generate` for one token at alpha = 1 (`run_prefix`): the vision encoder and the whole
    prompt [0, n), once per batch. Its raw logits give the confidence, its first token starts the
