@@ -21,7 +21,7 @@ import argparse
 import statistics
 import time
 
-from bench.shapes import SHAPES, check_shapes
+from bench.shapes import SHAPES, check_bench_args
 from common.cli import OneLineParser
 
 TIMED = ("baseline", "vcd", "dola", "dola_all_layers")
@@ -81,12 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     """The arguments, checked: a bad shape or count is one error line, before any model is built."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.shapes = ",".join(check_shapes(parser, args.shapes))
-    for flag in ("reps", "threads", "batch"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    args.shapes = ",".join(check_bench_args(parser, args, counts=("reps", "threads", "batch")))
     return args
 
 

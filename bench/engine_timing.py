@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from bench.harness import ratio_table
 from bench.shapes import ANSWER_TOKENS, LANGUAGE_MODEL
 from bench.workload import WORKLOADS, batch_inputs, build_vlm, grid_specs
 
@@ -107,17 +108,9 @@ def shape_line(shape: str, vlm, inputs) -> str:
 
 
 def timing_table(timings: Timings) -> str:
-    """Medians and minima per workload, then the ratios: the median over repetitions of the ratio within
-    one repetition (the two calls ran seconds apart, so a load change hits both), and in brackets the
-    ratio of the medians."""
-    times = timings.times
-    median = {k: statistics.median(v) for k, v in times.items()}
-    rows = ["| workload | median ms | min ms |", "|---|---|---|"]
-    rows += [f"| {k} | {1000 * median[k]:.1f} | {1000 * min(v):.1f} |" for k, v in times.items()]
-    rows += ["", "| ratio | paired median (ratio of medians) | target |", "|---|---|---|"]
-    for label, num, den, target in RATIOS:
-        paired = statistics.median(a / b for a, b in zip(times[num], times[den]))
-        rows.append(f"| {label} | {paired:.2f} ({median[num] / median[den]:.2f}) | {target} |")
+    """`harness.ratio_table` of the engine's workloads, plus the grid run as 66 separate naive runs."""
+    median = {k: statistics.median(v) for k, v in timings.times.items()}
+    rows = [ratio_table(timings.times, RATIOS, digits=2)]
     separate = separate_runs_estimate(median)
     rows.append(f"| sweep + AdaptVis grid as 66 separate naive runs (estimated from the medians) / baseline | "
                 f"{separate / median['baseline']:.1f} | (~126) |")

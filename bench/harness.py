@@ -12,7 +12,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from bench.shapes import SHAPES, check_shapes
+from bench.shapes import SHAPES, check_bench_args
 from common.cli import OneLineParser
 
 # torch and the models (`bench.workload`, `bench.engine_timing`) are imported once the arguments are checked, so
@@ -44,16 +44,17 @@ def time_round_robin(workloads: dict[str, Workload], vlm, inputs, reps: int, war
     return times, max(0.0, external)
 
 
-def ratio_table(times: dict[str, list[float]], ratios: Sequence[Ratio]) -> str:
-    """Medians per workload, then each ratio as the median over repetitions of the ratio within one
-    repetition (ratio of the medians in brackets), as bench.bench_engine reports them."""
+def ratio_table(times: dict[str, list[float]], ratios: Sequence[Ratio], digits: int = 3) -> str:
+    """Medians and minima per workload, then each ratio as the median over repetitions of the ratio within
+    one repetition (the two calls ran seconds apart, so a load change hits both), and in brackets the ratio
+    of the medians."""
     median = {name: statistics.median(values) for name, values in times.items()}
     rows = ["| workload | median ms | min ms |", "|---|---|---|"]
     rows += [f"| {name} | {1000 * median[name]:.1f} | {1000 * min(values):.1f} |" for name, values in times.items()]
     rows += ["", "| ratio | paired median (ratio of medians) | target |", "|---|---|---|"]
     for label, num, den, target in ratios:
         paired = statistics.median(a / b for a, b in zip(times[num], times[den]))
-        rows.append(f"| {label} | {paired:.3f} ({median[num] / median[den]:.3f}) | {target} |")
+        rows.append(f"| {label} | {paired:.{digits}f} ({median[num] / median[den]:.{digits}f}) | {target} |")
     return "\n".join(rows)
 
 
@@ -75,13 +76,7 @@ def parse_args(prog: str, description: str, argv=None):
     """The arguments, checked (a bad shape or count is one error line), and the shapes to time."""
     parser = build_parser(prog, description)
     args = parser.parse_args(argv)
-    shapes = check_shapes(parser, args.shapes)
-    for flag in ("reps", "threads"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
-    if args.warmup < 0:
-        parser.error(f"--warmup must be >= 0, got {args.warmup}")
-    return args, shapes
+    return args, check_bench_args(parser, args)
 
 
 def main(prog: str, description: str, workloads: Callable[[], dict[str, Workload]], ratios: Sequence[Ratio],

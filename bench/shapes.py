@@ -37,6 +37,19 @@ def check_shapes(parser: argparse.ArgumentParser, text: str) -> list[str]:
     return shapes
 
 
+def check_bench_args(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                     counts: tuple[str, ...] = ("reps", "threads")) -> list[str]:
+    """The shapes to time, after checking `args`: each of `counts` >= 1 (None: its default), --warmup >= 0
+    and the shapes known; anything else is the parser's one-line error, before any model is built."""
+    for flag in counts:
+        value = getattr(args, flag)
+        if value is not None and value < 1:
+            parser.error(f"--{flag} must be >= 1, got {value}")
+    if args.warmup < 0:
+        parser.error(f"--warmup must be >= 0, got {args.warmup}")
+    return check_shapes(parser, args.shapes)
+
+
 def batch_images(shape: str, batch_size: int) -> tuple[list, list[str]]:
     """The benchmark batch's noise images of the shape's size and its questions (of different lengths)."""
     from numpy.random import default_rng
