@@ -10,7 +10,10 @@ the first's numbers. So config.json records `identity`:
 * `annotation`: size and SHA-256 of each annotation file (the general benchmarks' question files);
 * `prompt`: where the questions' text came from (template name, version and hash, or the paper file's hash);
 * `model`: the name or path given and the revision; for a local folder also size and SHA-256 of each
-  weights file (`*.safetensors`, `*.bin`), and of a LoRA adapter folder's own weights besides its base's.
+  weights file (`*.safetensors`, `*.bin`), and of a LoRA adapter folder's own weights besides its base's;
+* `boxes` (with `--visual-prompt box`): the box source and the size and SHA-256 of the file it reads (a
+  boxes JSON, COCO annotations, the synthetic scenes' sidecar, or a detector's module), so edited boxes
+  or detector code make a different run.
 
 An existing folder whose recorded identity differs is an error naming what differs (`--overwrite`
 redoes it). Hashing a 14 GB checkpoint takes a while, so hashes are cached per (path, size, mtime) in
@@ -86,14 +89,26 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_identity(config, dataset, checkpoint, cache: FingerprintCache) -> dict:
-    """The identity of what `config` evaluates: data root, annotation files, prompt source, model."""
+def run_identity(config, dataset, checkpoint, cache: FingerprintCache, box_source: Optional[dict] = None) -> dict:
+    """The identity of what `config` evaluates: data root, annotation files, prompt source, model, and the
+    box source of a visual prompt (`BoxPrompt.settings()["source"]`, None without one)."""
     root = Path(config.data_root).expanduser().resolve()
     identity = {"data_root": str(root),
                 "annotation": [cache.fingerprint(path, _relative(path, root)) for path in annotation_files(dataset)],
                 "prompt": {key: dataset.prompt_info.get(key) for key in PROMPT_KEYS},
                 "model": model_identity(config, checkpoint, cache)}
+    if box_source is not None:
+        identity["boxes"] = box_identity(box_source, cache)
     cache.save()
+    return identity
+
+
+def box_identity(source: dict, cache: FingerprintCache) -> dict:
+    """A box source's description with its file (if it reads one) as size and hash."""
+    identity = dict(source)
+    file = Path(source["file"]) if source.get("file") else None
+    if file is not None and file.is_file():
+        identity["file"] = cache.fingerprint(file, str(file.resolve()))
     return identity
 
 
@@ -132,7 +147,9 @@ def _relative(path: Path, root: Path) -> str:
 def differences(recorded: dict, current: dict) -> list[str]:
     """What differs between two identities, one phrase per part: "data root: /a (folder) vs /b (now)"."""
     found = []
-    for key in ("data_root", "annotation", "prompt", "model"):
+    # "boxes" joined the identity later: a folder recorded without it is compared on the rest.
+    keys = ("data_root", "annotation", "prompt", "model") + (("boxes",) if "boxes" in recorded else ())
+    for key in keys:
         before, now = recorded.get(key), current.get(key)
         if before != now:
             found.append(f"{key.replace('_', ' ')}: {_describe(before)} (in the folder) vs {_describe(now)} (now)")

@@ -98,7 +98,8 @@ def _run(config: RunConfig, shard: Shard) -> list[RunOutcome]:
     try:
         with locked([folder.path for folder in folders.values()], enabled=shard.is_main):
             if shard.is_main:
-                identity = run_identity(config, dataset, checkpoint, FingerprintCache(output_root / CACHE_FILE))
+                identity = run_identity(config, dataset, checkpoint, FingerprintCache(output_root / CACHE_FILE),
+                                        None if prompt is None else prompt.settings()["source"])
                 prepare_folders(config, dataset, folders, identity, prompt)
             shard.barrier()
             outcomes = evaluate_and_finish(config, dataset, folders, checkpoint, shard, timing, prompt)

@@ -131,6 +131,20 @@ def test_a_box_detector_module_draws_at_its_pixels_and_the_run_records_it(data_r
     assert len(run_folders(tmp_path / "out")) == 2  # the detector is part of the run's identity
 
 
+def test_edited_boxes_or_detector_code_are_a_different_run_not_a_skip(data_root, tmp_path, monkeypatch, capsys):
+    write_detector(tmp_path, monkeypatch, "aro_detector_edited")
+    flags = ("--visual-prompt", "box", "--box-detector", "aro_detector_edited:detect")
+    assert cli(data_root, tmp_path / "out", *flags) == 0
+    _, config, _ = only_folder(tmp_path / "out")
+    assert config["identity"]["boxes"]["file"]["sha256"]
+    (tmp_path / "aro_detector_edited.py").write_text("def detect(image, names):\n    return {}\n")
+    capsys.readouterr()
+    assert cli(data_root, tmp_path / "out", *flags) == 2
+    error = capsys.readouterr().err
+    assert "different inputs (boxes: " in error and "--overwrite" in error
+    assert cli(data_root, tmp_path / "out", *flags, "--overwrite") == 0
+
+
 @pytest.mark.parametrize("spec, flags, message", [
     ("detector.py:detect", ("--visual-prompt", "box"), "is not MODULE:FUNCTION"),
     ("no_such_detector_module:detect", ("--visual-prompt", "box"), "no module no_such_detector_module"),
