@@ -119,16 +119,20 @@ def cache_key_values(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def fork_cache(cache, key_values: list, stop: int, rows: torch.Tensor | None):
     """Item 5: a new cache holding positions [0, stop) of batch rows `rows` (all when None; rows may
-    repeat and come in any order) of `key_values`, without copying when all rows are kept.
+    repeat and come in any order) of `key_values`, without copying when all rows are kept or all are one row.
 
     Safe because `DynamicLayer.update` rebinds `keys = torch.cat(...)` and never writes in place, so
     no fork ever changes the tensors it shares (re-checked in tests/test_compat.py).
     """
     fork = copy.copy(cache)
     fork.layers = [copy.copy(layer) for layer in cache.layers]
+    single = None if rows is None or not bool((rows == rows[0]).all()) else int(rows[0])
     for layer, (keys, values) in zip(fork.layers, key_values):
         keys, values = keys[:, :, :stop], values[:, :, :stop]
-        if rows is not None:  # index_select: a plain gather, several times faster than advanced indexing on CPU
+        if single is not None:  # one row for every alpha (a batch of one): a broadcast view, nothing copied
+            keys = keys[single:single + 1].expand(len(rows), -1, -1, -1)
+            values = values[single:single + 1].expand(len(rows), -1, -1, -1)
+        elif rows is not None:  # index_select: a plain gather, several times faster than advanced indexing on CPU
             index = rows.to(keys.device)
             keys, values = keys.index_select(0, index), values.index_select(0, index)
         layer.keys, layer.values = keys, values

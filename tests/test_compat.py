@@ -129,6 +129,9 @@ def test_item5_cache_layers_are_dynamic_and_grow_by_rebinding(tiny_vlm):
     assert key_values[0][0].shape[2] == n and cache.layers[0].keys is key_values[0][0]
     gathered = compat.fork_cache(cache, key_values, n - 1, torch.tensor([1, 0, 1]))
     assert torch.equal(gathered.layers[0].keys, key_values[0][0][[1, 0, 1], :, :n - 1])
+    single = compat.fork_cache(cache, key_values, n - 1, torch.tensor([1, 1, 1]))
+    assert single.layers[0].keys.stride(0) == 0  # one row for every alpha: a broadcast view, nothing copied
+    assert torch.equal(single.layers[0].keys, key_values[0][0][[1, 1, 1], :, :n - 1])
 
 
 def test_item5_other_cache_layers_are_refused():

@@ -67,6 +67,18 @@ def test_a_padded_batch_equals_its_rows_alone(tiny_vlm):
         assert (row_logits[0] - logits[row]).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_a_batch_of_one_sweeps_its_alphas_from_one_shared_view(tiny_vlm):
+    """The default batch size: every alpha's fork is a broadcast view of the one row (compat.fork_cache)."""
+    inputs = one_sample_inputs(tiny_vlm, 1, sizes=SIZES)
+    alphas = [0.0, 0.5, 2.0]
+    tokens, logits = _branch(run_prefix(tiny_vlm, inputs, STEPS), [0, 0, 0], alphas)
+    for i, alpha in enumerate(alphas):
+        expected_tokens, expected_logits = _generate(tiny_vlm, inputs, alpha)
+        assert torch.equal(tokens[i], expected_tokens[0])
+        assert (logits[i] - expected_logits[0]).abs().max().item() <= 1e-5
+
+
 def test_repeated_and_reordered_rows_equal_their_own_batches(tiny_vlm):
     """One branch holding (row, alpha) pairs of several alpha vectors equals generate per vector."""
     inputs = two_sample_inputs(tiny_vlm, sizes=SIZES)
@@ -96,7 +108,8 @@ def test_forks_never_mutate_the_shared_prompt_cache(tiny_vlm):
     n = inputs["input_ids"].shape[1]
     before = [(keys.clone(), values.clone()) for keys, values in prefix.key_values]
     Branch.at_alpha_one(prefix).run()
-    for rows, alphas, scope in (([1, 1, 0], [0.0, 2.0, 0.5], "all"), ([0, 1], [0.5, 0.5], "prefill")):
+    for rows, alphas, scope in (([1, 1, 0], [0.0, 2.0, 0.5], "all"), ([0, 1], [0.5, 0.5], "prefill"),
+                                ([1, 1, 1], [0.0, 2.0, 0.5], "all")):
         Branch(prefix, torch.tensor(rows), torch.tensor(alphas), scope=scope).run()
     assert prefix.fork().get_seq_length() == n - 1 and prefix.fork(with_last=True).get_seq_length() == n
     for (keys, values), (key_copy, value_copy) in zip(prefix.key_values, before):
