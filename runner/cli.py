@@ -56,18 +56,7 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
     data.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default=RunConfig.visual_prompt,
                       help="box: draw boxes around the objects the question names before the model sees the image "
                            "(default: %(default)s)")
-    data.add_argument("--box-colour", default=RunConfig.box_colour,
-                      help="--visual-prompt box: a colour name or #rrggbb (default: %(default)s)")
-    data.add_argument("--box-width", type=int, default=RunConfig.box_width,
-                      help="--visual-prompt box: line width in pixels (default: %(default)s)")
-    data.add_argument("--boxes-json", default=None,
-                      help="--visual-prompt box: a boxes JSON (schema in dataset_zoo/boxes.py); default: the "
-                           "synthetic scenes' own boxes")
-    data.add_argument("--coco-annotations", default=None,
-                      help="--visual-prompt box: COCO instances JSON (e.g. instances_val2017.json) for COCO-QA/VSR")
-    data.add_argument("--box-detector", default=None, metavar="MODULE:FUNCTION",
-                      help="--visual-prompt box: your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, "
-                           "imported from the current directory or sys.path (none is bundled)")
+    add_box_flags(data)
     data.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples (smoke runs)")
     data.add_argument("--seed", type=int, default=RunConfig.seed, help="split seed (default: %(default)s)")
 
@@ -109,6 +98,22 @@ def build_parser(add_help: bool = True, prog: Optional[str] = None, description:
                           "divided among the local processes of a sharded run)")
     run.add_argument("--verbose", action="store_true", help="log debug messages")
     return parser
+
+
+def add_box_flags(group) -> None:
+    """What --visual-prompt box draws with and where its boxes come from (main_aro.py, training.flip_test)."""
+    group.add_argument("--box-colour", default=RunConfig.box_colour,
+                       help="--visual-prompt box: a colour name or #rrggbb (default: %(default)s)")
+    group.add_argument("--box-width", type=int, default=RunConfig.box_width,
+                       help="--visual-prompt box: line width in pixels (default: %(default)s)")
+    group.add_argument("--boxes-json", default=None,
+                       help="--visual-prompt box: a boxes JSON (schema in dataset_zoo/boxes.py); default: the "
+                            "synthetic scenes' own boxes")
+    group.add_argument("--coco-annotations", default=None,
+                       help="--visual-prompt box: COCO instances JSON (e.g. instances_val2017.json) for COCO-QA/VSR")
+    group.add_argument("--box-detector", default=None, metavar="MODULE:FUNCTION",
+                       help="--visual-prompt box: your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, "
+                            "imported from the current directory or sys.path (none is bundled)")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser) -> None:

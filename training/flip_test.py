@@ -40,6 +40,7 @@ from dataset_zoo.flip import flip_samples, original_id
 from dataset_zoo.splits import SPLITS
 from dataset_zoo.visual_prompt import VISUAL_PROMPTS, parse_colour
 from model_zoo.registry import DTYPE_NAMES, check_device_name, resolve_model_reference
+from runner.cli import add_box_flags
 from runner.config import RunConfig, check_box_flags
 from scoring.flip_consistency import flip_consistency
 
@@ -91,17 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weight", type=float, default=1.0, help="ScalingVis alpha (1 = no intervention)")
     parser.add_argument("--visual-prompt", choices=VISUAL_PROMPTS, default=RunConfig.visual_prompt,
                         help="box: draw boxes around the objects the question names, on both images")
-    parser.add_argument("--boxes-json", default=None,
-                        help="--visual-prompt box: boxes JSON (schema in dataset_zoo/boxes.py)")
-    parser.add_argument("--coco-annotations", default=None,
-                        help="--visual-prompt box: COCO instances file, e.g. instances_val2017.json")
-    parser.add_argument("--box-detector", default=None, metavar="MODULE:FUNCTION",
-                        help="--visual-prompt box: your detector fn(image, names) -> {name: [x0, y0, x1, y1]}, "
-                             "imported from the current directory or sys.path (none is bundled)")
-    parser.add_argument("--box-colour", default=RunConfig.box_colour,
-                        help="--visual-prompt box: a colour name or #rrggbb")
-    parser.add_argument("--box-width", type=int, default=RunConfig.box_width,
-                        help="--visual-prompt box: line width in pixels")
+    add_box_flags(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="samples per forward pass")
     parser.add_argument("--max-new-tokens", type=int, default=RunConfig.max_new_tokens, help="answer length")
     parser.add_argument("--match", choices=("strict", "paper"), default=RunConfig.match,
