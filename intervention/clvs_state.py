@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 
 from common.errors import ToolkitError
-from intervention.rows import RowEditor, RowPlan
+from intervention.rows import PromptEditor, RowPlan
 ENTROPY_TOP_K = 10  # the peer's top-10 renormalised entropy (README, CLVS: the ambiguity table)
 NOT_STOPPED = -1
 
@@ -71,7 +71,7 @@ class _Pass:
         self.all_active = bool(self.active.all())
 
 
-class ClvsState(RowEditor):
+class ClvsState(PromptEditor):
     """CLVS's targeting and per-forward state (see the module docstring).
 
     lam / beta / tau: a float or one value per batch row. lens: (final norm, lm_head) for the stop check.
@@ -79,10 +79,11 @@ class ClvsState(RowEditor):
     `history` holds, per finished forward with generating rows, (stop layers (B, r), smoothed rows (B,)).
     """
 
+    method, context_manager = "CLVS", "ClvsSmoothing"
+
     def __init__(self, module_layers: dict[int, int], image_token_id: int, num_layers: int, lam, beta, tau,
                  scope: str, lens: tuple, prompt: tuple[int, torch.Tensor] | None = None):
-        self.module_layers = module_layers
-        self.image_token_id = image_token_id
+        super().__init__(module_layers, image_token_id, prompt)
         self.num_layers = num_layers
         # The peer checks `l >= L/2` (README, CLVS); ceil keeps that for odd L.
         self.first_checked = math.ceil(num_layers / 2)
@@ -90,38 +91,13 @@ class ClvsState(RowEditor):
         self.settings = {"lam": lam, "beta": beta, "tau": tau}
         self.scope = scope
         self.lens = lens
-        self.prompt_length: int | None = None
-        self.image_mask: torch.Tensor | None = None
-        self.pinned = prompt is not None
-        self.modules_called: set[int] = set()
         self.planned_calls = 0
         self.history: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._expect_fresh_sequence = False
         self._pass: _Pass | None = None
-        if prompt is not None:
-            self.prompt_length, self.image_mask = prompt[0], prompt[1].bool()
 
     # -- the prompt ----------------------------------------------------------------------------------
-    def observe_prompt(self, input_ids: torch.Tensor | None) -> None:
-        """Called at each call that starts a sequence; ignored when the prompt is pinned."""
-        if self.pinned:
-            return
-        if input_ids is None:
-            raise ToolkitError("CLVS needs input_ids to locate image tokens; call the model with input_ids (not "
-                               "inputs_embeds), or pin the prompt (prompt=...)")
-        self.prompt_length, self.image_mask = input_ids.shape[1], input_ids == self.image_token_id
-        self._expect_fresh_sequence = True
+    def forget_prompt(self) -> None:
         self.history.clear()
-
-    def note_call(self, module, q_len: int, kv_len: int) -> None:
-        self.modules_called.add(id(module))
-        if self._expect_fresh_sequence:
-            self._expect_fresh_sequence = False
-            if not q_len == kv_len == self.prompt_length:
-                raise ToolkitError(
-                    f"CLVS took a call with {q_len} new token(s) after {kv_len - q_len} cached ones for the start "
-                    f"of a {self.prompt_length}-token prompt: this transformers version passes the cache in a way "
-                    f"the toolkit does not recognise; pin the prompt or use a tested transformers version")
 
     # -- the editor's hooks --------------------------------------------------------------------------
     def plan(self, module, batch_size: int, q_len: int, kv_len: int, device) -> RowPlan | None:

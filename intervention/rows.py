@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from common.errors import ToolkitError
+
 
 @dataclass
 class RowPlan:
@@ -61,6 +63,63 @@ class RowEditor(RowParty):
 
     def after_rows(self, module, logits: torch.Tensor, probs: torch.Tensor, plan: RowPlan) -> None:
         """The editor's own rows were recomputed; `probs` are before `edit_probs`."""
+
+
+class PromptEditor(RowEditor):
+    """A row editor acting from the prompt's last position on (ScalingVis, CLVS). It knows the prompt, its
+    length n and image-key mask (B, n), pinned at creation or observed at each call that starts a sequence,
+    and records which attention modules ran the registered function since the last check
+    (`modules_called`, read by `intervention.lm.check_every_layer_called`).
+
+    `method` names the intervention in messages and `context_manager` the class that takes `prompt=`;
+    `forget_prompt()` drops what a subclass derived from the previous prompt.
+    """
+
+    method = "the intervention"
+    context_manager = "the context manager"
+
+    def __init__(self, module_layers: dict[int, int], image_token_id: int,
+                 prompt: tuple[int, torch.Tensor] | None = None):
+        self.module_layers = module_layers
+        self.image_token_id = image_token_id
+        self.prompt_length: int | None = None
+        self.image_mask: torch.Tensor | None = None
+        self.pinned = prompt is not None
+        self.modules_called: set[int] = set()
+        self._expect_fresh_sequence = False
+        if prompt is not None:
+            prompt_length, image_mask = prompt
+            if image_mask.dim() != 2 or image_mask.shape[1] != prompt_length:
+                raise ValueError(f"image_mask must be (batch, {prompt_length}), got {tuple(image_mask.shape)}")
+            self.prompt_length, self.image_mask = prompt_length, image_mask.bool()
+
+    def forget_prompt(self) -> None:
+        """A new prompt was observed: drop what was derived from the previous one."""
+
+    def observe_prompt(self, input_ids: torch.Tensor | None) -> None:
+        """Called at each call that starts a sequence; ignored when the prompt is pinned."""
+        if self.pinned:
+            return
+        if input_ids is None:
+            raise ToolkitError(f"{self.method} needs input_ids to locate image tokens; call the model with input_ids "
+                               f"(not inputs_embeds), or pin the prompt ({self.context_manager}(..., prompt=...))")
+        self.prompt_length = input_ids.shape[1]
+        self.image_mask = input_ids == self.image_token_id
+        self._expect_fresh_sequence = True
+        self.forget_prompt()
+
+    def note_call(self, module, q_len: int, kv_len: int) -> None:
+        """Record that `module` ran the registered function; check an observed prompt really started a
+        sequence (a decode step mistaken for a new prompt would be mis-targeted)."""
+        self.modules_called.add(id(module))
+        if self._expect_fresh_sequence:
+            self._expect_fresh_sequence = False
+            if not q_len == kv_len == self.prompt_length:
+                raise ToolkitError(
+                    f"{self.method} took a call with {q_len} new token(s) after {kv_len - q_len} cached ones for the "
+                    f"start of a {self.prompt_length}-token prompt: this transformers version passes the cache "
+                    f"in a way the toolkit does not recognise, so decode steps would be mis-targeted. Pin the "
+                    f"prompt ({self.context_manager}(..., prompt=...)) or use a tested transformers version")
 
 
 class RowObserver(RowParty):

@@ -33,62 +33,29 @@ from typing import Iterable, Sequence
 import torch
 
 from common.errors import ToolkitError
-from intervention.rows import RowEditor, RowPlan
+from intervention.rows import PromptEditor, RowPlan
 
 
-class ScalingState(RowEditor):
+class ScalingState(PromptEditor):
     """The targeting state of one active intervention (see the module docstring)."""
+
+    method = context_manager = "ScalingVis"
 
     def __init__(self, module_layers: dict[int, int], image_token_id: int, alpha, scope: str,
                  layers: Iterable[int] | None, prompt: tuple[int, torch.Tensor] | None = None):
-        self.module_layers = module_layers
-        self.image_token_id = image_token_id
+        super().__init__(module_layers, image_token_id, prompt)
         self.scope = scope
         self.layers = None if layers is None else frozenset(layers)
-        self.prompt_length: int | None = None
-        self.image_mask: torch.Tensor | None = None
-        self.pinned = prompt is not None
-        self.modules_called: set[int] = set()
         self.scaled_calls = 0
-        self._expect_fresh_sequence = False
         self._plans: dict = {}
         self.set_alpha(alpha)
-        if prompt is not None:
-            self._pin(*prompt)
 
     def set_alpha(self, alpha: float | Sequence[float] | torch.Tensor) -> None:
         self.alpha = alpha
         self._plans.clear()
 
-    def _pin(self, prompt_length: int, image_mask: torch.Tensor) -> None:
-        if image_mask.dim() != 2 or image_mask.shape[1] != prompt_length:
-            raise ValueError(f"image_mask must be (batch, {prompt_length}), got {tuple(image_mask.shape)}")
-        self.prompt_length, self.image_mask = prompt_length, image_mask.bool()
-
-    def observe_prompt(self, input_ids: torch.Tensor | None) -> None:
-        """Called at each call that starts a sequence; ignored when the prompt is pinned."""
-        if self.pinned:
-            return
-        if input_ids is None:
-            raise ToolkitError("ScalingVis needs input_ids to locate image tokens; call the model with input_ids "
-                               "(not inputs_embeds), or pin the prompt (ScalingVis(..., prompt=...))")
-        self.prompt_length = input_ids.shape[1]
-        self.image_mask = input_ids == self.image_token_id
-        self._expect_fresh_sequence = True
+    def forget_prompt(self) -> None:
         self._plans.clear()
-
-    def note_call(self, module, q_len: int, kv_len: int) -> None:
-        """Record that `module` ran the registered function; check an observed prompt really started a
-        sequence."""
-        self.modules_called.add(id(module))
-        if self._expect_fresh_sequence:
-            self._expect_fresh_sequence = False
-            if not q_len == kv_len == self.prompt_length:
-                raise ToolkitError(
-                    f"ScalingVis took a call with {q_len} new token(s) after {kv_len - q_len} cached ones for the "
-                    f"start of a {self.prompt_length}-token prompt: this transformers version passes the cache "
-                    f"in a way the toolkit does not recognise, so decode steps would be mis-targeted. Pin the "
-                    f"prompt (ScalingVis(..., prompt=...)) or use a tested transformers version")
 
     def plan(self, module, batch_size: int, q_len: int, kv_len: int, device) -> RowPlan | None:
         """The rows to recompute in this call, or None when the call is untouched."""
